@@ -1,0 +1,54 @@
+"""What every study shares: writing its outputs and its command-line entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None if np.isnan(x) else ("inf" if x > 0 else "-inf")
+    return x
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """JSON with NumPy values converted and non-finite floats made explicit."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(data), indent=2) + "\n")
+
+
+def write_outputs(out: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray],
+                  figure: Any, *, figure_name: str = "figure.png") -> None:
+    """Write ``summary.json``, ``curves.npz`` (the raw arrays) and the figure into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out / "curves.npz", **arrays)
+    figure.savefig(out / figure_name, dpi=120, bbox_inches="tight")
+    summary = {**summary, "figure": figure_name, "curves": "curves.npz"}
+    write_json(out / "summary.json", summary)
+
+
+def study_main(run: Callable[..., dict[str, Any]], name: str, description: str) -> None:
+    """Command-line entry point of one study: ``python experiments/<name>.py [--quick] [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog=name, description=description)
+    parser.add_argument("--out", type=Path, default=Path("runs") / name,
+                        help="output folder (default: runs/%(prog)s)")
+    parser.add_argument("--quick", action="store_true", help="small, fast configuration")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    summary = run(args.out, quick=args.quick)
+    print(f"{name}: {summary.get('verdict', '')}")
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
