@@ -30,6 +30,10 @@ class FiniteEnv(environment.Environment):
         """The integer index in ``[0, num_states)`` of an environment state."""
         raise NotImplementedError
 
+    def state_at(self, index: jax.Array | int) -> Any:
+        """The environment state with index ``index`` at the start of an episode (time 0)."""
+        raise NotImplementedError
+
     def make_params(self, **overrides: Any) -> Any:
         """Default params with ``overrides`` applied, each validated (``ValueError`` if not allowed)."""
         raise NotImplementedError
@@ -78,3 +82,17 @@ def env_step(env: environment.Environment, key: jax.Array, state: Any, action: A
         obs=jax.tree.map(pick, reset_obs, next_obs),
         state=jax.tree.map(pick, reset_state, next_state),
     )
+
+
+def replace_checked(env_name: str, params: Any, checks: dict[str, Any], overrides: dict[str, Any]) -> Any:
+    """``params.replace(**overrides)`` after validating and encoding each override.
+
+    ``checks`` maps every overridable field to a function ``value -> encoded value`` that raises
+    ``ValueError`` (naming the argument, the value and what is allowed) for a bad value.
+    """
+    unknown = sorted(set(overrides) - set(checks))
+    if unknown:
+        raise ValueError(
+            f"{env_name} has no option {unknown[0]!r}; allowed options: {', '.join(sorted(checks))}"
+        )
+    return params.replace(**{name: checks[name](value) for name, value in overrides.items()})

@@ -1,0 +1,217 @@
+"""The ``jaxq`` command: sweeps, benchmarks and the reproduction of every study.
+
+    jaxq sweep ENV --learner NAME [--depth 2 8 32] [--gamma 0.9 0.99] [--seeds 1000] [--steps N] [--out DIR]
+    jaxq bench NAME [--quick] [--json FILE]
+    jaxq reproduce [--quick] [--out DIR]
+
+On a CPU, jaxq exposes one XLA device per core (unless XLA_FLAGS already sets a device count), so
+sweeps are sharded over every core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+# Nothing here imports JAX at module level: main() sets the CPU device count first.
+
+
+def _use_all_cpu_cores() -> None:
+    """One host device per core, set before JAX creates its CPU client."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
+
+
+def _value(text: str) -> Any:
+    """A command-line value as int, float or (failing both) string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _env_options(pairs: Sequence[str]) -> dict[str, Any]:
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--env-option {pair!r} is not KEY=VALUE")
+        key, text = pair.split("=", 1)
+        options[key.replace("-", "_")] = _value(text)
+    return options
+
+
+def default_log_every(steps: int, points: int = 100) -> int:
+    """The divisor of ``steps`` giving closest to ``points`` log points."""
+    return min((d for d in range(1, steps + 1) if steps % d == 0), key=lambda d: abs(steps / d - points))
+
+
+class _Progress:
+    """Progress lines on stderr once a run has lasted a couple of seconds."""
+
+    def __init__(self, steps_total: float):
+        self.steps_total, self.start = steps_total, time.perf_counter()
+
+    def __call__(self, fraction: float, run_s: float) -> None:
+        elapsed = time.perf_counter() - self.start
+        if elapsed < 2.0 and fraction < 1.0:
+            return
+        rate = fraction * self.steps_total / max(run_s, 1e-9)
+        eta = run_s * (1 - fraction) / max(fraction, 1e-9)
+        end = "\n" if fraction >= 1.0 or not sys.stderr.isatty() else ""
+        print(f"\r[jaxq] {fraction:6.1%}  {rate / 1e6:8.2f} M env steps/s  eta {eta:6.1f} s",
+              end=end, file=sys.stderr, flush=True)
+
+
+# -- sweep ---------------------------------------------------------------------------------------
+def _sweep_parser(prog: str) -> argparse.ArgumentParser:
+    from jaxq.learners import LEARNERS
+
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run a learner over a grid of hyper-parameters x seeds in one vmapped call and "
+                    "compare it with the exact Q*. Every sweepable name (run `jaxq sweep ENV --help` "
+                    "to list them for an environment) takes one or more values; the full Cartesian "
+                    "product runs.",
+    )
+    p.add_argument("env", help="environment: Chain, Branching, GridWorld")
+    p.add_argument("--learner", default="q", help=f"one of: {', '.join(LEARNERS)} (default: q)")
+    p.add_argument("--seeds", type=int, default=100, help="independent seeds per grid point (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
+    p.add_argument("--steps", type=int, default=10_000, help="environment steps per seed (default: 10000)")
+    p.add_argument("--log-every", type=int, help="steps between logged points (default: about 100 points)")
+    p.add_argument("--step-size", default="inverse_count",
+                   help="constant (uses --alpha), inverse_time = 1/(t+1), inverse_count = 1/(1+N(s,a)) (default)")
+    p.add_argument("--exploration", default="constant",
+                   help="epsilon schedule: constant, or linear from --epsilon to --epsilon-final")
+    p.add_argument("--n-steps", type=int, help="n of the n-step return (n_step_q: default 3)")
+    p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="static environment option, e.g. max_depth=64, preset=FrozenLake-4x4, "
+                        "depth=4 / branching=3 (complete Branching tree)")
+    p.add_argument("--out", type=Path, help="output folder (default: runs/sweep-ENV-LEARNER)")
+    p.add_argument("--checkpoint-every", type=int, metavar="K",
+                   help="save the whole sweep state every K environment steps (to OUT/checkpoint)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in OUT/checkpoint")
+    p.add_argument("--max-lanes", type=int, help="most lanes per compiled call (default: fit 2 GiB)")
+    return p
+
+
+def _build(args: argparse.Namespace, axis_values: dict[str, list]) -> tuple[Any, Any]:
+    import jaxq
+    from jaxq.learners import make_learner
+
+    options = _env_options(args.env_option)
+    if args.env.lower() == "chain" and "depth" in axis_values:
+        options.setdefault("max_depth", max(axis_values["depth"]))
+        options.setdefault("depth", max(axis_values["depth"]))
+    env, params = jaxq.make(args.env, **options)
+    log_every = args.log_every or default_log_every(args.steps)
+    static = {"steps": args.steps, "log_every": log_every, "step_size": args.step_size,
+              "exploration": args.exploration}
+    if args.n_steps is not None:
+        static["n_steps"] = args.n_steps
+    return env, make_learner(args.learner, env, params, **static)
+
+
+def cmd_sweep(argv: Sequence[str]) -> int:
+    from jaxq import outputs
+    from jaxq.sweep import sweep
+    from jaxq.validation import check_count
+
+    parser = _sweep_parser("jaxq sweep")
+    known, _ = parser.parse_known_args(argv)
+    # The sweepable names depend on the environment and learner: add them, then parse again.
+    _, probe = _build(known, {})
+    group = parser.add_argument_group("sweepable hyper-parameters (one or more values each)")
+    for name, default in probe.defaults().items():
+        doc = getattr(probe.hyperparameters.get(name), "doc", "environment parameter")
+        group.add_argument(f"--{name.replace('_', '-')}", dest=f"axis_{name}", nargs="+", type=_value,
+                           metavar="V", help=f"{doc} (default: {default})")
+    args = parser.parse_args(argv)
+    given = {k[len("axis_"):]: v for k, v in vars(args).items() if k.startswith("axis_") and v is not None}
+    position = {name: min((i for i, a in enumerate(argv) if a == f"--{name.replace('_', '-')}"), default=0)
+                for name in given}
+    axes = {name: given[name] for name in sorted(given, key=position.get)}  # command-line order
+    env, learner = _build(args, axes)
+    seeds = check_count(args.seeds, "seeds")
+    out = args.out or Path("runs") / f"sweep-{env.name}-{args.learner}"
+    n_points = 1
+    for values in axes.values():
+        n_points *= len(values)
+    result = sweep(
+        learner, axes, seeds, seed=args.seed, max_lanes=args.max_lanes,
+        progress=_Progress(n_points * seeds * learner.steps),
+        checkpoint_dir=str(out / "checkpoint") if (args.checkpoint_every or args.resume) else None,
+        checkpoint_every=args.checkpoint_every, resume=args.resume,
+    )
+    title = (f"{env.name}, {args.learner}, {args.steps} steps, {seeds} seeds per point, "
+             f"step size {args.step_size}")
+    summary = outputs.write_sweep(result, out, title=title, extra={
+        "command": "jaxq sweep " + " ".join(argv), "env": env.name, "learner": args.learner})
+    for row in summary["grid"]:
+        err = row.get("final_error", {})
+        label = outputs.grid_label({k: row[k] for k in result.grid_axes if len(result.coords[k]) > 1})
+        print(f"{label:40s} final error {err.get('mean', float('nan')):.4g} "
+              f"[{err.get('ci95_low', float('nan')):.4g}, {err.get('ci95_high', float('nan')):.4g}]"
+              + (f"  reached terminal: {row['reached_terminal_fraction']:.0%}" if "reached_terminal_fraction" in row else ""))
+    t = result.timing
+    print(f"{t['env_steps']:,} env steps in {t['run_s']:.2f} s ({t['env_steps_per_s'] / 1e6:.1f} M/s), "
+          f"compile {t['compile_s']:.1f} s, {t['devices']} device(s) -> {out}")
+    return 0
+
+
+# -- bench ---------------------------------------------------------------------------------------
+def cmd_bench(argv: Sequence[str]) -> int:
+    from jaxq import bench
+    from jaxq.bench.timing import format_table
+    from jaxq.outputs import write_json
+
+    p = argparse.ArgumentParser(prog="jaxq bench", description="Throughput studies against peers, measured "
+                                "side by side in one run (see BENCHMARKS in the README).")
+    p.add_argument("name", help=f"one of: {', '.join(bench.BENCHMARKS)}")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: proves it runs, numbers mean nothing")
+    p.add_argument("--json", type=Path, help="write the raw numbers to this file")
+    args = p.parse_args(argv)
+    report = bench.run(args.name, quick=args.quick)
+    print(format_table(report["rows"]))
+    if report.get("notes"):
+        print(report["notes"])
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "bench": cmd_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _use_all_cpu_cores()
+    top = argparse.ArgumentParser(
+        prog="jaxq",
+        description="Q-learning at scale in JAX: thousands of seeds x hyper-parameters in one call, "
+                    "checked against exact solutions.",
+        epilog="Run `jaxq COMMAND --help` for a command's options.",
+    )
+    top.add_argument("command", choices=sorted(COMMANDS), help="sweep: grid x seeds run; bench: throughput "
+                     "against peers")
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        top.parse_args(argv[:1] or ["--help"])
+        return 2
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except ValueError as error:
+        print(f"jaxq {argv[0]}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

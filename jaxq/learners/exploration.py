@@ -1,0 +1,49 @@
+"""Epsilon-greedy behaviour from raw random bits (cheap under ``vmap``: no key splitting per step).
+
+One step uses two uint32 words: ``word0`` decides whether to explore (its top 24 bits as a uniform
+in [0, 1)), ``word1`` gives the random action (low 16 bits) and the random tie-break among greedy
+actions (bits 16..30). Bit 31 of ``word1`` is left for learners that need a fair coin.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def uniform_from_bits(word: jax.Array) -> jax.Array:
+    """A float32 uniform in [0, 1) from the top 24 bits of a uint32 word."""
+    return (word >> 8).astype(jnp.float32) * (1.0 / (1 << 24))
+
+
+def coin_from_bits(word: jax.Array) -> jax.Array:
+    """A fair 0/1 integer from bit 31."""
+    return (word >> 31).astype(jnp.int32)
+
+
+def greedy_mask(q: jax.Array) -> jax.Array:
+    """``[A]`` True for every action attaining ``max_a q``."""
+    return q >= jnp.max(q, axis=-1, keepdims=True)
+
+
+def greedy_action(q: jax.Array, word: jax.Array) -> jax.Array:
+    """An argmax of ``q``; ties broken by a random cyclic offset (uniform among two tied actions)."""
+    A = q.shape[-1]
+    offset = ((word >> 16) & 0x7FFF) % A
+    rank = (jnp.arange(A) - offset) % A  # 0 for the first action looked at
+    return jnp.argmin(jnp.where(greedy_mask(q), rank, A), axis=-1).astype(jnp.int32)
+
+
+def epsilon_greedy_action(q: jax.Array, epsilon: jax.Array, bits: jax.Array) -> jax.Array:
+    """With probability ``epsilon`` a uniform action, otherwise a greedy one."""
+    A = q.shape[-1]
+    explore = uniform_from_bits(bits[0]) < epsilon
+    random_action = ((bits[1] & 0xFFFF) % A).astype(jnp.int32)
+    return jnp.where(explore, random_action, greedy_action(q, bits[1]))
+
+
+def epsilon_greedy_probs(q: jax.Array, epsilon: jax.Array) -> jax.Array:
+    """``pi(a) = epsilon / A + (1 - epsilon) [a greedy] / #greedy``: the exact behaviour distribution."""
+    mask = greedy_mask(q).astype(q.dtype)
+    A = q.shape[-1]
+    return epsilon / A + (1.0 - epsilon) * mask / jnp.sum(mask, axis=-1, keepdims=True)

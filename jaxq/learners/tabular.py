@@ -1,0 +1,228 @@
+"""Tabular TD control on a finite environment, one table per lane.
+
+Each step: act with the carried action, observe ``(s, a, r, s')``, build the successor summary
+(:class:`jaxq.td.Bootstrap`), compute ``y = target(r, gamma (1 - terminated), successor)`` --
+or its n-step form -- and move one entry: ``Q(s, a) += alpha_t (y - Q(s, a))``.
+
+Step sizes: ``constant`` (``alpha``), ``inverse_time`` (``1 / (t + 1)``), ``inverse_count``
+(``1 / (1 + N(s, a))``, ``N`` the number of earlier updates of the pair). The next action is drawn
+epsilon-greedily from the table before the update (SARSA-style ordering, so on-policy targets see
+the action that is actually taken next). Truncated episodes bootstrap from their last state;
+terminated ones do not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from jaxq import exact, td
+from jaxq.envs.core import FiniteEnv, env_step
+from jaxq.learners import exploration
+from jaxq.learners.base import (
+    EXPLORATION_HPARAMS,
+    HParams,
+    OnlineLearner,
+    epsilon_at,
+    gamma_hparam,
+    positive_hparam,
+    real_hparam,
+)
+from jaxq.validation import check_choice, check_count
+
+STEP_SIZES = ("constant", "inverse_time", "inverse_count")
+SCHEDULES = ("constant", "linear")
+
+
+@struct.dataclass
+class Window:
+    """The last ``n`` transitions (oldest first) for n-step targets."""
+
+    states: jax.Array
+    actions: jax.Array
+    rewards: jax.Array
+    discounts: jax.Array
+    filled: jax.Array
+
+
+@struct.dataclass
+class TabularCarry:
+    q: jax.Array  # [E, S, A], E = 1 or 2 estimators
+    counts: jax.Array  # [S, A] updates per pair
+    q_star: jax.Array  # [S, A] exact solution for this lane's MDP and gamma
+    env_state: Any
+    action: jax.Array  # action to take in env_state
+    window: Window
+    key: jax.Array
+    t: jax.Array
+    terminations: jax.Array  # episodes that reached a terminal state
+
+
+class TabularLearner(OnlineLearner):
+    """Tabular Q-learning and its variants (the TD target is a function argument).
+
+    Args:
+        env: a :class:`~jaxq.envs.FiniteEnv`.
+        env_params: its params (fields may be swept).
+        steps: environment steps per lane.
+        log_every: steps between logged metrics.
+        target: a TD target ``(reward, discount, Bootstrap) -> y`` from :mod:`jaxq.td` or your own.
+        estimators: 1, or 2 for a double estimator (each step updates one table chosen by a fair
+            coin, bootstrapping from the other).
+        n_steps: length of the n-step return.
+        step_size: "constant", "inverse_time" or "inverse_count".
+        exploration: epsilon schedule, "constant" or "linear".
+        log_bias, log_policy_value: also log the per-state bias and the greedy policy's value.
+    """
+
+    hyperparameters = {
+        "gamma": gamma_hparam(0.9),
+        "alpha": positive_hparam("alpha", 0.1, "constant step size, in (0, 1]", high=1.0),
+        "q_init": real_hparam("q_init", 0.0, "initial value of every table entry (optimism)"),
+        **EXPLORATION_HPARAMS,
+    }
+
+    def __init__(self, env: FiniteEnv, env_params: Any, steps: int, log_every: int, *,
+                 target: td.TDTarget = td.q_learning, estimators: int = 1, n_steps: int = 1,
+                 step_size: str = "inverse_count", exploration: str = "constant",
+                 log_bias: bool = True, log_policy_value: bool = True):
+        if not isinstance(env, FiniteEnv):
+            raise ValueError(f"env={env!r} is not allowed; tabular learners need a finite jaxq environment")
+        super().__init__(env, env_params, steps, log_every)
+        if estimators not in (1, 2):
+            raise ValueError(f"estimators={estimators!r} is not allowed; use 1 or 2")
+        self.target, self.estimators = target, estimators
+        self.n_steps = check_count(n_steps, "n_steps")
+        self.step_size = check_choice("step_size", step_size, STEP_SIZES)
+        self.exploration = check_choice("exploration", exploration, SCHEDULES)
+        self.log_bias, self.log_policy_value = log_bias, log_policy_value
+
+    def static_config(self) -> dict[str, Any]:
+        return {
+            "target": getattr(self.target, "__name__", repr(self.target)),
+            "estimators": self.estimators,
+            "n_steps": self.n_steps,
+            "step_size": self.step_size,
+            "exploration": self.exploration,
+        }
+
+    def init(self, key: jax.Array, hp: HParams) -> TabularCarry:
+        params = self.params_for(hp)
+        S, A, n = self.env.num_states, self.env.num_actions, self.n_steps
+        key, reset_key, action_key = jax.random.split(key, 3)
+        _, env_state = self.env.reset_env(reset_key, params)
+        q = jnp.full((self.estimators, S, A), hp["q_init"], jnp.float32)
+        bits = jax.random.bits(action_key, (2,), jnp.uint32)
+        action = exploration.epsilon_greedy_action(
+            q.sum(0)[self.env.state_index(env_state)], hp["epsilon"], bits
+        )
+        zeros = jnp.zeros(n, jnp.float32)
+        return TabularCarry(
+            q=q,
+            counts=jnp.zeros((S, A), jnp.float32),
+            q_star=exact.q_star(self.env.tabular(params), hp["gamma"]),
+            env_state=env_state,
+            action=action,
+            window=Window(jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32), zeros, zeros, jnp.int32(0)),
+            key=key,
+            t=jnp.int32(0),
+            terminations=jnp.int32(0),
+        )
+
+    def _alpha(self, hp: HParams, t: jax.Array, count: jax.Array) -> jax.Array:
+        if self.step_size == "constant":
+            return hp["alpha"]
+        if self.step_size == "inverse_time":
+            return 1.0 / (t + 1.0)
+        return 1.0 / (1.0 + count)
+
+    def step(self, carry: TabularCarry, hp: HParams, bits: jax.Array, env_key: jax.Array) -> TabularCarry:
+        params = self.params_for(hp)
+        gamma, epsilon = hp["gamma"], epsilon_at(carry.t, hp, self.exploration)
+        q = carry.q
+        s, a = self.env.state_index(carry.env_state), carry.action
+        out = env_step(self.env, env_key, carry.env_state, a, params)
+        s_next = self.env.state_index(out.next_state)
+
+        e = exploration.coin_from_bits(bits[1]) if self.estimators == 2 else 0
+        behaviour = q.sum(0)
+        successor = td.Bootstrap(
+            q_online=q[e, s_next],
+            q_target=q[(1 - e) if self.estimators == 2 else 0, s_next],
+            policy=exploration.epsilon_greedy_probs(behaviour[s_next], epsilon),
+            action=exploration.epsilon_greedy_action(behaviour[s_next], epsilon, bits),
+        )
+        discount = gamma * (1.0 - out.terminated)
+        if self.n_steps == 1:
+            y = self.target(out.reward, discount, successor)
+            s_upd, a_upd, do_update, window = s, a, jnp.float32(1.0), carry.window
+        else:
+            # A truncated step folds its bootstrap into the reward and cuts the return there.
+            reward = jnp.where(out.truncated, self.target(out.reward, gamma, successor), out.reward)
+            push = lambda buf, x: jnp.concatenate([buf[1:], x[None].astype(buf.dtype)])  # noqa: E731
+            w = carry.window
+            window = Window(
+                states=push(w.states, s), actions=push(w.actions, a), rewards=push(w.rewards, reward),
+                discounts=push(w.discounts, jnp.where(out.done, 0.0, gamma)),
+                filled=jnp.minimum(w.filled + 1, self.n_steps),
+            )
+            G, D = td.n_step_return(window.rewards, window.discounts)
+            y = self.target(G, D, successor)
+            s_upd, a_upd = window.states[0], window.actions[0]
+            do_update = (window.filled == self.n_steps).astype(jnp.float32)
+
+        alpha = self._alpha(hp, carry.t, carry.counts[s_upd, a_upd])
+        pair = one_hot_pair(s_upd, a_upd, q.shape[1:])
+        step = jnp.where(pair, do_update * alpha * (y - q[e, s_upd, a_upd]), 0.0)
+        q = q + jnp.where((jnp.arange(self.estimators) == e)[:, None, None], step, 0.0)
+        restart_action = exploration.epsilon_greedy_action(
+            behaviour[self.env.state_index(out.state)], epsilon, bits
+        )
+        return carry.replace(
+            q=q,
+            counts=carry.counts + jnp.where(pair, do_update, 0.0),
+            env_state=out.state,
+            action=jnp.where(out.done, restart_action, successor.action),
+            window=window,
+            t=carry.t + 1,
+            terminations=carry.terminations + out.terminated.astype(jnp.int32),
+        )
+
+    def log(self, carry: TabularCarry, hp: HParams) -> dict[str, jax.Array]:
+        """``error = max_{scored (s,a)} |Q - Q*|``; ``bias(s) = Q(s, a*) - Q*(s, a*)`` at the optimal
+        action; ``policy_value`` = value of the greedy policy from the start distribution."""
+        mdp = self.env.tabular(self.params_for(hp))
+        q = carry.q.mean(0)
+        scored = mdp.scored[:, None]
+        logs = {
+            "error": jnp.max(jnp.where(scored, jnp.abs(q - carry.q_star), 0.0)),
+            "terminations": carry.terminations,
+        }
+        if self.log_bias:
+            best = exact.greedy_policy(carry.q_star)[:, None]
+            gap = jnp.take_along_axis(q - carry.q_star, best, axis=1)[:, 0]
+            logs["bias"] = jnp.where(mdp.scored, gap, 0.0)
+        if self.log_policy_value:
+            v = exact.policy_value(mdp, exact.greedy_policy(q), hp["gamma"])
+            logs["policy_value"] = jnp.dot(mdp.initial, v)
+        chex.assert_rank(logs["error"], 0)
+        return logs
+
+
+def one_hot_pair(s: jax.Array, a: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """``[S, A]`` mask of the single pair ``(s, a)``: a dense update XLA fuses in place, where a
+    scatter inside the scanned step would copy the whole table every step."""
+    return (jnp.arange(shape[0])[:, None] == s) & (jnp.arange(shape[1])[None, :] == a)
+
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "q": {"target": td.q_learning},
+    "double_q": {"target": td.double_q_learning, "estimators": 2},
+    "sarsa": {"target": td.sarsa},
+    "expected_sarsa": {"target": td.expected_sarsa},
+    "n_step_q": {"target": td.q_learning, "n_steps": 3},
+}
