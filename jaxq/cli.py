@@ -71,17 +71,18 @@ class _Progress:
 
 
 # -- sweep ---------------------------------------------------------------------------------------
-def _sweep_parser(prog: str) -> argparse.ArgumentParser:
+def _sweep_parser(prog: str, first_pass: bool = False) -> argparse.ArgumentParser:
     from jaxq.learners import LEARNERS
 
     p = argparse.ArgumentParser(
         prog=prog,
+        add_help=not first_pass,
         description="Run a learner over a grid of hyper-parameters x seeds in one vmapped call and "
                     "compare it with the exact Q*. Every sweepable name (run `jaxq sweep ENV --help` "
                     "to list them for an environment) takes one or more values; the full Cartesian "
                     "product runs.",
     )
-    p.add_argument("env", help="environment: Chain, Branching, GridWorld")
+    p.add_argument("env", nargs="?" if first_pass else None, help="environment: Chain, Branching, GridWorld")
     p.add_argument("--learner", default="q", help=f"one of: {', '.join(LEARNERS)} (default: q)")
     p.add_argument("--seeds", type=int, default=100, help="independent seeds per grid point (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
@@ -106,13 +107,14 @@ def _sweep_parser(prog: str) -> argparse.ArgumentParser:
 def _build(args: argparse.Namespace, axis_values: dict[str, list]) -> tuple[Any, Any]:
     import jaxq
     from jaxq.learners import make_learner
+    from jaxq.validation import check_count
 
     options = _env_options(args.env_option)
     if args.env.lower() == "chain" and "depth" in axis_values:
         options.setdefault("max_depth", max(axis_values["depth"]))
         options.setdefault("depth", max(axis_values["depth"]))
     env, params = jaxq.make(args.env, **options)
-    log_every = args.log_every or default_log_every(args.steps)
+    log_every = args.log_every or default_log_every(check_count(args.steps, "steps"))
     static = {"steps": args.steps, "log_every": log_every, "step_size": args.step_size,
               "exploration": args.exploration}
     if args.n_steps is not None:
@@ -125,9 +127,13 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     from jaxq.sweep import sweep
     from jaxq.validation import check_count
 
+    # The sweepable names depend on the environment and learner: find those first, then add one
+    # option per name to the full parser (so `jaxq sweep chain --help` lists them).
+    known, _ = _sweep_parser("jaxq sweep", first_pass=True).parse_known_args(argv)
     parser = _sweep_parser("jaxq sweep")
-    known, _ = parser.parse_known_args(argv)
-    # The sweepable names depend on the environment and learner: add them, then parse again.
+    if known.env is None:
+        parser.parse_args(argv)  # prints help, or the error that ENV is missing
+        return 2
     _, probe = _build(known, {})
     group = parser.add_argument_group("sweepable hyper-parameters (one or more values each)")
     for name, default in probe.defaults().items():

@@ -226,6 +226,7 @@ def sweep(
         return put({k: v[idx] for k, v in columns.items()}), put(keys[idx])
 
     def zeros_logs(n_lanes: int, n_t: int) -> dict[str, np.ndarray]:
+        """A template of ``n_lanes`` lanes' logs over ``n_t`` log points (for restoring)."""
         return jax.tree.map(lambda s: np.zeros((n_lanes, n_t, *s.shape), s.dtype), log_shape)
 
     compile_s = 0.0
@@ -256,10 +257,11 @@ def sweep(
             like = {
                 "carry": jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), carry_template),
                 "partial": zeros_logs(chunk, 1 + sum(segment_lengths[:saved_segments])),
-                "done": zeros_logs(saved_chunk * chunk, learner.num_logs + 1),
             }
+            if saved_chunk:  # logs of the chunks finished before the saved one
+                like["done"] = zeros_logs(saved_chunk * chunk, learner.num_logs + 1)
             state, _ = checkpoint.restore(checkpoint_dir, like, fingerprint, step)
-            done_logs = [state["done"]]
+            done_logs = [state["done"]] if saved_chunk else []
             if saved_segments == len(segment_lengths):  # saved at the end of a chunk
                 done_logs.append(state["partial"])
                 start_chunk = saved_chunk + 1
@@ -283,14 +285,14 @@ def sweep(
             carry, logs = run_fns[segment_lengths[s]](carry, hp_c)
             partial = jax.tree.map(lambda a, b: np.concatenate([a, np.asarray(b)], axis=1), partial, logs)
             run_s += time.perf_counter() - t0
+            if checkpoint_dir is not None:
+                state = {"carry": carry, "partial": partial}
+                if done_logs:
+                    state["done"] = jax.tree.map(lambda *xs: np.concatenate(xs), *done_logs)
+                checkpoint.save(checkpoint_dir, c * len(segment_lengths) + s + 1, state,
+                                {"fingerprint": fingerprint, "chunk": c, "segment": s + 1})
             if progress is not None:
                 progress((c * learner.num_logs + sum(segment_lengths[: s + 1])) / total, run_s)
-            if checkpoint_dir is not None:
-                done = (jax.tree.map(lambda *xs: np.concatenate(xs), *done_logs) if done_logs
-                        else zeros_logs(0, learner.num_logs + 1))
-                checkpoint.save(checkpoint_dir, c * len(segment_lengths) + s + 1,
-                                {"carry": carry, "partial": partial, "done": done},
-                                {"fingerprint": fingerprint, "chunk": c, "segment": s + 1})
         done_logs.append(partial)
         carry = None
 

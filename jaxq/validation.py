@@ -53,7 +53,7 @@ def check_range(
             or (high is not None and (v >= high if high_open else v > high))
         )
         if bad:
-            shown = int(v) if integer and math.isfinite(v) and v == round(v) else v
+            shown = int(v) if integer and math.isfinite(v) and v == round(v) else float(v)
             raise ValueError(f"{name}={shown!r} is not allowed; {allowed}")
     return arr.astype(np.int64) if integer else arr
 

@@ -1,11 +1,13 @@
 """Exact dynamic programming on a :class:`~jaxq.types.TabularMDP`.
 
 Conventions: ``Q`` is ``[S, A]``; terminal states have value zero by definition; a discount
-``gamma`` lies in ``[0, 1)``. Every function is pure and jittable, and ``vmap``s over a leading
-batch of MDPs and/or discounts.
+``gamma`` lies in ``[0, 1)``. Every function is pure, jitted (so calls from Python compile once per
+shape), and ``vmap``s over a leading batch of MDPs and/or discounts.
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +21,7 @@ def state_values(mdp: TabularMDP, q: jax.Array) -> jax.Array:
     return jnp.where(mdp.terminal, 0.0, q.max(-1))
 
 
+@jax.jit
 def bellman_backup(mdp: TabularMDP, q: jax.Array, gamma: jax.Array | float) -> jax.Array:
     """One synchronous Bellman optimality backup.
 
@@ -28,6 +31,7 @@ def bellman_backup(mdp: TabularMDP, q: jax.Array, gamma: jax.Array | float) -> j
     return jnp.where(mdp.terminal[:, None], 0.0, backed_up)
 
 
+@partial(jax.jit, static_argnames="num_iterations")
 def value_iteration(mdp: TabularMDP, gamma: jax.Array | float, num_iterations: int,
                     q0: jax.Array | None = None) -> jax.Array:
     """The whole value-iteration path ``[Q_0, T Q_0, ..., T^n Q_0]`` as ``[n + 1, S, A]``.
@@ -52,6 +56,7 @@ def _policy_matrix(mdp: TabularMDP, policy: jax.Array) -> jax.Array:
     return policy.astype(mdp.R.dtype)
 
 
+@jax.jit
 def policy_evaluation(mdp: TabularMDP, policy: jax.Array, gamma: jax.Array | float) -> jax.Array:
     """``Q^pi`` by solving the linear Bellman equation exactly.
 
@@ -71,6 +76,7 @@ def policy_evaluation(mdp: TabularMDP, policy: jax.Array, gamma: jax.Array | flo
     return jnp.where(mdp.terminal[:, None], 0.0, q)
 
 
+@jax.jit
 def policy_value(mdp: TabularMDP, policy: jax.Array, gamma: jax.Array | float) -> jax.Array:
     """``V^pi(s)`` for every state (see :func:`policy_evaluation`)."""
     q = policy_evaluation(mdp, policy, gamma)
@@ -82,11 +88,13 @@ def greedy_policy(q: jax.Array) -> jax.Array:
     return jnp.argmax(q, axis=-1)
 
 
+@partial(jax.jit, static_argnames="max_iterations")
 def q_star(mdp: TabularMDP, gamma: jax.Array | float, max_iterations: int = 100) -> jax.Array:
     """The optimal action values ``Q*`` by policy iteration.
 
     Each round evaluates the current policy exactly and switches a state's action only where another
-    action is better by more than a relative 1e-6 (so float noise cannot make it cycle). Policy
+    action is better by more than a relative 1e-5 (so float noise cannot make it cycle; being
+    relative, it still resolves values as small as float32 allows, e.g. ``0.5^60``). Policy
     iteration stops after finitely many rounds, in practice a handful; ``max_iterations`` is a
     safety cap.
     """
@@ -94,7 +102,7 @@ def q_star(mdp: TabularMDP, gamma: jax.Array | float, max_iterations: int = 100)
         best = greedy_policy(q)
         current = jnp.take_along_axis(q, policy[:, None], axis=1)[:, 0]
         gain = q.max(-1) - current
-        return jnp.where(gain > 1e-6 * (1.0 + jnp.abs(current)), best, policy)
+        return jnp.where(gain > 1e-5 * jnp.abs(current), best, policy)
 
     def cond(carry):
         i, _, changed = carry
@@ -110,11 +118,13 @@ def q_star(mdp: TabularMDP, gamma: jax.Array | float, max_iterations: int = 100)
     return policy_evaluation(mdp, policy, gamma)
 
 
+@jax.jit
 def v_star(mdp: TabularMDP, gamma: jax.Array | float) -> jax.Array:
     """``V*(s) = max_a Q*(s, a)`` (zero on terminal states)."""
     return state_values(mdp, q_star(mdp, gamma))
 
 
+@jax.jit
 def occupancy(mdp: TabularMDP, policy: jax.Array, gamma: jax.Array | float = 1.0) -> jax.Array:
     """Expected discounted number of visits to each ``(s, a)`` per episode, ``[S, A]``.
 

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 
+@jax.jit
 def solve(a: jax.Array, b: jax.Array) -> jax.Array:
     """``x`` with ``a @ x = b`` for one square system ``a [n, n]``, ``b [n]`` or ``[n, k]``.
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from jaxq.exact.linalg import solve
 
 
+@jax.jit
 def project(q: jax.Array, features: jax.Array, weights: jax.Array | None = None,
             mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """Weighted least-squares projection ``Pi Q = Phi theta``.
@@ -41,6 +42,7 @@ def project(q: jax.Array, features: jax.Array, weights: jax.Array | None = None,
     return features @ theta, theta
 
 
+@jax.jit
 def projection_floor(q: jax.Array, features: jax.Array, weights: jax.Array | None = None,
                      mask: jax.Array | None = None) -> jax.Array:
     """``||Pi Q - Q||_inf`` over the masked pairs: the error floor of these features."""

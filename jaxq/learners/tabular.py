@@ -5,10 +5,10 @@ Each step: act with the carried action, observe ``(s, a, r, s')``, build the suc
 or its n-step form -- and move one entry: ``Q(s, a) += alpha_t (y - Q(s, a))``.
 
 Step sizes: ``constant`` (``alpha``), ``inverse_time`` (``1 / (t + 1)``), ``inverse_count``
-(``1 / (1 + N(s, a))``, ``N`` the number of earlier updates of the pair). The next action is drawn
-epsilon-greedily from the table before the update (SARSA-style ordering, so on-policy targets see
-the action that is actually taken next). Truncated episodes bootstrap from their last state;
-terminated ones do not.
+(``1 / (1 + N(s, a))``, ``N`` the number of earlier updates of the pair in the updated table).
+The next action is drawn epsilon-greedily from the table before the update (SARSA-style ordering,
+so on-policy targets see the action that is actually taken next). Truncated episodes bootstrap from
+their last state; terminated ones do not.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Window:
 @struct.dataclass
 class TabularCarry:
     q: jax.Array  # [E, S, A], E = 1 or 2 estimators
-    counts: jax.Array  # [S, A] updates per pair
+    counts: jax.Array  # [E, S, A] updates of each pair in each table
     q_star: jax.Array  # [S, A] exact solution for this lane's MDP and gamma
     env_state: Any
     action: jax.Array  # action to take in env_state
@@ -123,7 +123,7 @@ class TabularLearner(OnlineLearner):
         zeros = jnp.zeros(n, jnp.float32)
         return TabularCarry(
             q=q,
-            counts=jnp.zeros((S, A), jnp.float32),
+            counts=jnp.zeros((self.estimators, S, A), jnp.float32),
             q_star=exact.q_star(self.env.tabular(params), hp["gamma"]),
             env_state=env_state,
             action=action,
@@ -175,16 +175,14 @@ class TabularLearner(OnlineLearner):
             s_upd, a_upd = window.states[0], window.actions[0]
             do_update = (window.filled == self.n_steps).astype(jnp.float32)
 
-        alpha = self._alpha(hp, carry.t, carry.counts[s_upd, a_upd])
-        pair = one_hot_pair(s_upd, a_upd, q.shape[1:])
-        step = jnp.where(pair, do_update * alpha * (y - q[e, s_upd, a_upd]), 0.0)
-        q = q + jnp.where((jnp.arange(self.estimators) == e)[:, None, None], step, 0.0)
+        alpha = self._alpha(hp, carry.t, carry.counts[e, s_upd, a_upd])
+        q = q.at[e, s_upd, a_upd].add(do_update * alpha * (y - q[e, s_upd, a_upd]))
         restart_action = exploration.epsilon_greedy_action(
             behaviour[self.env.state_index(out.state)], epsilon, bits
         )
         return carry.replace(
             q=q,
-            counts=carry.counts + jnp.where(pair, do_update, 0.0),
+            counts=carry.counts.at[e, s_upd, a_upd].add(do_update),
             env_state=out.state,
             action=jnp.where(out.done, restart_action, successor.action),
             window=window,
@@ -211,12 +209,6 @@ class TabularLearner(OnlineLearner):
             logs["policy_value"] = jnp.dot(mdp.initial, v)
         chex.assert_rank(logs["error"], 0)
         return logs
-
-
-def one_hot_pair(s: jax.Array, a: jax.Array, shape: tuple[int, int]) -> jax.Array:
-    """``[S, A]`` mask of the single pair ``(s, a)``: a dense update XLA fuses in place, where a
-    scatter inside the scanned step would copy the whole table every step."""
-    return (jnp.arange(shape[0])[:, None] == s) & (jnp.arange(shape[1])[None, :] == a)
 
 
 VARIANTS: dict[str, dict[str, Any]] = {

@@ -1,0 +1,66 @@
+"""The `jaxq` command end to end: help, a small sweep's outputs, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxq.cli import default_log_every, main
+
+
+def test_help_is_useful(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "sweep" in out and "bench" in out
+    with pytest.raises(SystemExit):
+        main(["sweep", "chain", "--help"])
+    out = capsys.readouterr().out
+    for option in ("--gamma", "--alpha", "--epsilon", "--depth", "--variant", "--seeds", "--steps", "--resume"):
+        assert option in out
+    assert "discount factor, in [0, 1)" in out
+
+
+def test_sweep_writes_summary_curves_and_figure(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["sweep", "chain", "--learner", "q", "--depth", "2", "4", "--gamma", "0.9", "0.99",
+            "--seeds", "8", "--steps", "400", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["axes"] == ["depth", "gamma", "seed", "t"]
+    assert summary["coords"] == {"depth": [2, 4], "gamma": [0.9, 0.99]}
+    assert len(summary["grid"]) == 4
+    for row in summary["grid"]:
+        err = row["final_error"]
+        assert err["n"] == 8 and err["ci95_low"] <= err["mean"] <= err["ci95_high"]
+        assert {"std", "median", "iqm", "diverged_fraction"} <= set(err)
+    for key in ("wall_s", "compile_s", "run_s", "env_steps_per_s"):
+        assert summary["timing"][key] > 0
+    curves = np.load(out / "curves.npz")
+    assert curves["error"].shape == (2, 2, 8, len(summary["log_steps"]))
+    assert (out / "sweep.png").stat().st_size > 10_000
+    assert "final error" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["sweep", "maze"], "env='maze' is not a known environment"),
+        (["sweep", "chain", "--learner", "dqn"], "learner='dqn' is not allowed"),
+        (["sweep", "chain", "--gamma", "1.0"], "gamma=1.0 is not allowed; gamma must be a number in [0, 1)"),
+        (["sweep", "chain", "--seeds", "-1"], "seeds=-1 is not allowed"),
+        (["sweep", "chain", "--steps", "-5"], "steps=-5 is not allowed"),
+        (["sweep", "chain", "--depth", "0", "4"], "depth=0 is not allowed"),
+        (["sweep", "gridworld", "--env-option", "layout=S.#"], "layout has no goal"),
+        (["bench", "nothing"], "benchmark='nothing' is not allowed"),
+    ],
+)
+def test_bad_input_is_a_clear_error(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_default_log_every_divides_steps():
+    for steps in (1, 100, 10_000, 12_345, 60_000):
+        k = default_log_every(steps)
+        assert steps % k == 0 and 1 <= steps // k <= max(steps, 100)
