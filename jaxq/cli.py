@@ -83,7 +83,7 @@ def _sweep_parser(prog: str, first_pass: bool = False) -> argparse.ArgumentParse
                     "product runs.",
     )
     p.add_argument("env", nargs="?" if first_pass else None, help="environment: Chain, Branching, GridWorld")
-    p.add_argument("--learner", default="q", help=f"one of: {', '.join(LEARNERS)} (default: q)")
+    p.add_argument("--learner", default="q", help="; ".join(f"{k}: {v[0]}" for k, v in LEARNERS.items()))
     p.add_argument("--seeds", type=int, default=100, help="independent seeds per grid point (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
     p.add_argument("--steps", type=int, default=10_000, help="environment steps per seed (default: 10000)")

@@ -20,7 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxq import exact
 from jaxq.rng import counter_bits
+from jaxq.types import TabularMDP
 from jaxq.validation import check_count, check_gamma, check_probability, check_range
 
 Carry = Any
@@ -177,3 +179,23 @@ def step_randomness(key: jax.Array, t: jax.Array, words: int) -> tuple[jax.Array
     """
     blocks = [counter_bits(key, t, stream) for stream in range(1, (words + 1) // 2 + 1)]
     return jnp.concatenate(blocks)[:words], counter_bits(key, t, 0)
+
+
+def value_metrics(mdp: TabularMDP, q: jax.Array, q_star: jax.Array, gamma: jax.Array, *,
+                  bias: bool = True, policy_value: bool = True) -> dict[str, jax.Array]:
+    """What every learner on a finite environment logs about its current ``Q`` (``[S, A]``).
+
+    * ``error = max_{(s, a) scored} |Q(s, a) - Q*(s, a)|`` over valid non-terminal pairs;
+    * ``bias[s] = Q(s, a*) - Q*(s, a*)`` at the optimal action ``a* = argmax Q*(s, .)`` (0 elsewhere);
+    * ``policy_value = sum_s mu0(s) V^pi(s)`` of the greedy policy ``pi = argmax Q``.
+    """
+    scored = mdp.scored[:, None]
+    logs = {"error": jnp.max(jnp.where(scored, jnp.abs(q - q_star), 0.0))}
+    if bias:
+        best = exact.greedy_policy(q_star)[:, None]
+        gap = jnp.take_along_axis(q - q_star, best, axis=1)[:, 0]
+        logs["bias"] = jnp.where(mdp.scored, gap, 0.0)
+    if policy_value:
+        v = exact.policy_value(mdp, exact.greedy_policy(q), gamma)
+        logs["policy_value"] = jnp.dot(mdp.initial, v)
+    return logs

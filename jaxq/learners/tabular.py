@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import chex
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from jaxq import exact, td
 from jaxq.envs.core import FiniteEnv, env_step
-from jaxq.learners import exploration
+from jaxq.learners.exploration import coin_from_bits, epsilon_greedy_action, epsilon_greedy_probs
 from jaxq.learners.base import (
     EXPLORATION_HPARAMS,
     HParams,
@@ -31,6 +30,7 @@ from jaxq.learners.base import (
     gamma_hparam,
     positive_hparam,
     real_hparam,
+    value_metrics,
 )
 from jaxq.validation import check_choice, check_count
 
@@ -117,7 +117,7 @@ class TabularLearner(OnlineLearner):
         _, env_state = self.env.reset_env(reset_key, params)
         q = jnp.full((self.estimators, S, A), hp["q_init"], jnp.float32)
         bits = jax.random.bits(action_key, (2,), jnp.uint32)
-        action = exploration.epsilon_greedy_action(
+        action = epsilon_greedy_action(
             q.sum(0)[self.env.state_index(env_state)], hp["epsilon"], bits
         )
         zeros = jnp.zeros(n, jnp.float32)
@@ -148,13 +148,13 @@ class TabularLearner(OnlineLearner):
         out = env_step(self.env, env_key, carry.env_state, a, params)
         s_next = self.env.state_index(out.next_state)
 
-        e = exploration.coin_from_bits(bits[1]) if self.estimators == 2 else 0
+        e = coin_from_bits(bits[1]) if self.estimators == 2 else 0
         behaviour = q.sum(0)
         successor = td.Bootstrap(
             q_online=q[e, s_next],
             q_target=q[(1 - e) if self.estimators == 2 else 0, s_next],
-            policy=exploration.epsilon_greedy_probs(behaviour[s_next], epsilon),
-            action=exploration.epsilon_greedy_action(behaviour[s_next], epsilon, bits),
+            policy=epsilon_greedy_probs(behaviour[s_next], epsilon),
+            action=epsilon_greedy_action(behaviour[s_next], epsilon, bits),
         )
         discount = gamma * (1.0 - out.terminated)
         if self.n_steps == 1:
@@ -177,7 +177,7 @@ class TabularLearner(OnlineLearner):
 
         alpha = self._alpha(hp, carry.t, carry.counts[e, s_upd, a_upd])
         q = q.at[e, s_upd, a_upd].add(do_update * alpha * (y - q[e, s_upd, a_upd]))
-        restart_action = exploration.epsilon_greedy_action(
+        restart_action = epsilon_greedy_action(
             behaviour[self.env.state_index(out.state)], epsilon, bits
         )
         return carry.replace(
@@ -191,24 +191,11 @@ class TabularLearner(OnlineLearner):
         )
 
     def log(self, carry: TabularCarry, hp: HParams) -> dict[str, jax.Array]:
-        """``error = max_{scored (s,a)} |Q - Q*|``; ``bias(s) = Q(s, a*) - Q*(s, a*)`` at the optimal
-        action; ``policy_value`` = value of the greedy policy from the start distribution."""
+        """:func:`~jaxq.learners.base.value_metrics` of the table (the mean of the estimators)."""
         mdp = self.env.tabular(self.params_for(hp))
-        q = carry.q.mean(0)
-        scored = mdp.scored[:, None]
-        logs = {
-            "error": jnp.max(jnp.where(scored, jnp.abs(q - carry.q_star), 0.0)),
-            "terminations": carry.terminations,
-        }
-        if self.log_bias:
-            best = exact.greedy_policy(carry.q_star)[:, None]
-            gap = jnp.take_along_axis(q - carry.q_star, best, axis=1)[:, 0]
-            logs["bias"] = jnp.where(mdp.scored, gap, 0.0)
-        if self.log_policy_value:
-            v = exact.policy_value(mdp, exact.greedy_policy(q), hp["gamma"])
-            logs["policy_value"] = jnp.dot(mdp.initial, v)
-        chex.assert_rank(logs["error"], 0)
-        return logs
+        logs = value_metrics(mdp, carry.q.mean(0), carry.q_star, hp["gamma"], bias=self.log_bias,
+                             policy_value=self.log_policy_value)
+        return {**logs, "terminations": carry.terminations}
 
 
 VARIANTS: dict[str, dict[str, Any]] = {

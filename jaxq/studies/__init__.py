@@ -1,6 +1,33 @@
-"""The studies behind ``jaxq reproduce``: one module per figure, each ``run(out, quick=...)``.
+"""The studies behind ``jaxq reproduce``: one module per figure of the seed documents.
 
-Every study writes into its output folder a ``summary.json`` (setup, numbers and a one-line
-verdict on the claim it tests), a ``.npz`` with the raw curves and a PNG readable on its own.
-``experiments/<name>.py`` runs one study from the command line.
+Each module ``jaxq.studies.<name>`` exposes ``run(out: Path, size: str = "full") -> dict`` that
+writes into ``out`` a ``summary.json`` (setup, numbers, the claim tested and a one-line verdict), a
+``curves.npz`` with the raw data and a PNG readable on its own, and returns the summary. Sizes:
+``"full"`` (>= 1000 seeds), ``"quick"`` (a few hundred seeds, all studies in minutes on a laptop
+CPU) and ``"tiny"`` (seconds; for tests). ``experiments/<name>.py`` runs one study from a shell.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from jaxq.validation import check_choice
+
+STUDIES: dict[str, str] = {
+    "vi_contraction": "1. Value iteration contracts at rate gamma (branching MDP)",
+    "tabular_q": "2. Tabular Q-learning on the same MDP: staircase and convergence",
+    "cosine_fa": "3. Cosine function approximation plateaus above its projection floor",
+    "chain_depth": "4. Deeper chains: larger and more volatile error (257-parameter MLP)",
+    "discount_sweep": "5. Discount sweep on chain-64: error grows as gamma -> 1",
+    "bellman_backups": "6. Bellman backups on chain-5: exact values propagate one state per sweep",
+    "per_state_bias": "7. Per-state bias grows with the distance from the terminal",
+    "td_gallery": "8. TD-variant gallery: a new variant is one small function",
+}
+SIZES = ("tiny", "quick", "full")
+
+
+def load(name: str) -> ModuleType:
+    """The module of study ``name`` (raises ``ValueError`` for an unknown name)."""
+    check_choice("study", name, STUDIES)
+    return importlib.import_module(f"jaxq.studies.{name}")

@@ -1,4 +1,4 @@
-"""What every study shares: writing its outputs and its command-line entry point."""
+"""What every study shares: sizes, writing its outputs, verdict lines and its command-line entry."""
 
 from __future__ import annotations
 
@@ -10,16 +10,31 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxq.outputs import write_json
+from jaxq.validation import check_choice
+
+SIZES = ("tiny", "quick", "full")
+
+
+def pick(size: str, *, tiny: Any, quick: Any, full: Any) -> Any:
+    """The setting for ``size`` ("tiny", "quick" or "full")."""
+    return {"tiny": tiny, "quick": quick, "full": full}[check_choice("size", size, SIZES)]
+
+
+def verdict(held: bool | None, text: str) -> str:
+    """One line: ``HELD``, ``NOT HELD`` or ``MIXED`` (``held=None``), then the numbers."""
+    tag = "MIXED" if held is None else ("HELD" if held else "NOT HELD")
+    return f"{tag}: {text}"
 
 
 def write_outputs(out: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray],
-                  figure: Any, *, figure_name: str = "figure.png") -> None:
+                  figure: Any, *, figure_name: str = "figure.png") -> dict[str, Any]:
     """Write ``summary.json``, ``curves.npz`` (the raw arrays) and the figure into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "curves.npz", **arrays)
     figure.savefig(out / figure_name, dpi=120, bbox_inches="tight")
     summary = {**summary, "figure": figure_name, "curves": "curves.npz"}
     write_json(out / "summary.json", summary)
+    return summary
 
 
 def study_main(run: Callable[..., dict[str, Any]], name: str, description: str) -> None:
@@ -27,9 +42,10 @@ def study_main(run: Callable[..., dict[str, Any]], name: str, description: str) 
     parser = argparse.ArgumentParser(prog=name, description=description)
     parser.add_argument("--out", type=Path, default=Path("runs") / name,
                         help="output folder (default: runs/%(prog)s)")
-    parser.add_argument("--quick", action="store_true", help="small, fast configuration")
+    parser.add_argument("--quick", action="store_true", help="a few hundred seeds instead of >= 1000")
+    parser.add_argument("--size", choices=SIZES, help="tiny (seconds, for tests), quick or full")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    summary = run(args.out, quick=args.quick)
+    summary = run(args.out, size=args.size or ("quick" if args.quick else "full"))
     print(f"{name}: {summary.get('verdict', '')}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")

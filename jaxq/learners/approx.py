@@ -1,0 +1,296 @@
+"""Q-learning with function approximation: linear features or a small MLP, one transition a step.
+
+``Q_theta(s, .)`` comes from a :class:`QFunction` of the observation. Each step acts
+epsilon-greedily, observes ``(s, a, r, s')`` and takes one optimiser step on
+
+    L(theta) = 1/2 (y - Q_theta(s, a))^2,    y = target(r, gamma (1 - terminated), successor)
+
+* ``gradient="semi"``: ``y`` is held fixed (``stop_gradient``): the semi-gradient update
+  ``theta += alpha delta grad Q_theta(s, a)`` with plain SGD;
+* ``gradient="full"``: ``y`` is differentiated too, through the online parameters (the residual
+  gradient ``theta += alpha delta (grad Q_theta(s, a) - gamma grad Q_theta(s', a*))``).
+
+With ``target_network=True`` the bootstrap uses a copy of the parameters refreshed every
+``target_period`` steps (a sweepable hyper-parameter). The learning rate ``alpha`` is a pytree leaf of
+the optimiser state (``optax.inject_hyperparams``), so one sweep call can vary it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxq import exact, td
+from jaxq.envs.core import FiniteEnv, env_step
+from jaxq.learners.exploration import epsilon_greedy_action, epsilon_greedy_probs
+from jaxq.learners.base import (
+    EXPLORATION_HPARAMS,
+    HParam,
+    HParams,
+    OnlineLearner,
+    epsilon_at,
+    gamma_hparam,
+    positive_hparam,
+    value_metrics,
+)
+from jaxq.validation import check_choice, check_count
+
+GRADIENTS = ("semi", "full")
+OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
+ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "gelu": nn.gelu, "silu": nn.silu}
+
+
+class QFunction(Protocol):
+    """Action values from an observation: ``q(params, obs) -> [A]``."""
+
+    num_actions: int
+
+    def init(self, key: jax.Array, obs: jax.Array) -> Any: ...
+
+    def __call__(self, params: Any, obs: jax.Array) -> jax.Array: ...
+
+
+FeatureMap = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearQ:
+    """``Q_theta(s, a) = theta . phi(s, a)`` for a feature map ``phi(obs, action) -> [K]``."""
+
+    features: FeatureMap
+    num_features: int
+    num_actions: int
+
+    def init(self, key: jax.Array, obs: jax.Array) -> jax.Array:
+        return jnp.zeros(self.num_features, jnp.float32)
+
+    def __call__(self, params: jax.Array, obs: jax.Array) -> jax.Array:
+        return jax.vmap(lambda a: self.features(obs, a) @ params)(jnp.arange(self.num_actions))
+
+
+def linear_q(features: FeatureMap, env: Any, env_params: Any) -> LinearQ:
+    """A :class:`LinearQ` whose feature map is checked on the environment's observation.
+
+    Raises:
+        ValueError: if ``phi(obs, a)`` is not a vector of the same length for every action.
+    """
+    obs = env.reset(jax.random.PRNGKey(0), env_params)[0]
+    shapes = {jax.eval_shape(features, obs, jnp.int32(a)).shape for a in range(env.num_actions)}
+    shape = shapes.pop() if len(shapes) == 1 else None
+    if shape is None or len(shape) != 1 or shape[0] < 1:
+        raise ValueError(
+            f"features(obs, action) returned shape(s) {sorted(shapes | ({shape} if shape else set()))} for an "
+            f"observation of shape {tuple(obs.shape)}; it must return one vector [K] (same K for every action)"
+        )
+    return LinearQ(features, shape[0], env.num_actions)
+
+
+def one_hot_features(env: FiniteEnv) -> FeatureMap:
+    """Tabular features: ``phi(s, a)`` is the indicator of the pair, so linear FA is a Q-table.
+
+    The state is recovered from the observation by matching the environment's feature table.
+    """
+    table = jnp.asarray(env.tabular(env.default_params).features)
+
+    def phi(obs, action):
+        state = jnp.argmin(jnp.sum(jnp.abs(table - obs), axis=-1))
+        return jnp.outer(jax.nn.one_hot(state, env.num_states), jax.nn.one_hot(action, env.num_actions)).ravel()
+
+    return phi
+
+
+def cosine_features(depths: np.ndarray) -> FeatureMap:
+    """The seed blog's 3-feature map ``phi(s, a) = (1, cos(pi depth(s) / 3), a)`` for a state given as
+    a one-hot observation (Branching): ``Q = theta_1 + theta_2 cos(pi depth / 3) + theta_3 a``."""
+    depth = jnp.asarray(depths, jnp.float32)
+
+    def phi(obs, action):
+        return jnp.stack([1.0, jnp.cos(jnp.pi * (obs @ depth) / 3.0), jnp.asarray(action, jnp.float32)])
+
+    return phi
+
+
+class _MLP(nn.Module):
+    hidden: tuple[int, ...]
+    activation: str
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for width in self.hidden:
+            x = ACTIVATIONS[self.activation](nn.Dense(width)(x))
+        return nn.Dense(1)(x)[..., 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class MLPQ:
+    """``Q(s, a) = MLP([obs, a])``: the observation and the action index in, one value out.
+
+    One hidden layer of 64 ReLU units on a 1-feature observation has exactly 257 parameters
+    ((1 + 1) * 64 + 64 weights and biases in, 64 + 1 out).
+    """
+
+    num_actions: int
+    width: int = 64
+    depth: int = 1
+    activation: str = "relu"
+
+    def __post_init__(self):
+        check_count(self.width, "width")
+        check_count(self.depth, "depth")
+        check_choice("activation", self.activation, ACTIVATIONS)
+
+    @property
+    def module(self) -> _MLP:
+        return _MLP((self.width,) * self.depth, self.activation)
+
+    def init(self, key: jax.Array, obs: jax.Array) -> Any:
+        return self.module.init(key, jnp.concatenate([obs, jnp.zeros(1)]))
+
+    def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
+        actions = jnp.arange(self.num_actions, dtype=obs.dtype)[:, None]
+        inputs = jnp.concatenate([jnp.broadcast_to(obs, (self.num_actions, obs.shape[-1])), actions], axis=1)
+        return self.module.apply(params, inputs)
+
+
+def num_parameters(params: Any) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+
+
+@struct.dataclass
+class ApproxCarry:
+    params: Any
+    target_params: Any
+    opt_state: Any
+    q_star: jax.Array
+    env_state: Any
+    obs: jax.Array
+    action: jax.Array
+    key: jax.Array
+    t: jax.Array
+    terminations: jax.Array
+
+
+class ApproxLearner(OnlineLearner):
+    """Online Q-learning (or any TD target) with a function approximator on a finite environment.
+
+    Args:
+        env, env_params, steps, log_every: as for every online learner.
+        q_function: a :class:`LinearQ` (see :func:`linear_q`) or :class:`MLPQ`.
+        target: TD target function from :mod:`jaxq.td` or your own.
+        gradient: "semi" or "full" (residual; not with a target network).
+        optimizer: "sgd" (the update rule of the seed studies) or "adam".
+        target_network: bootstrap from a periodically refreshed copy (``target_period`` steps).
+    """
+
+    hyperparameters: dict[str, HParam] = {
+        "gamma": gamma_hparam(0.9),
+        "alpha": positive_hparam("alpha", 5e-4, "learning rate (> 0)"),
+        "target_period": positive_hparam("target_period", 100.0, "steps between target-network refreshes"),
+        **EXPLORATION_HPARAMS,
+    }
+
+    def __init__(self, env: FiniteEnv, env_params: Any, steps: int, log_every: int, *,
+                 q_function: QFunction, target: td.TDTarget = td.q_learning, gradient: str = "semi",
+                 optimizer: str = "sgd", target_network: bool = False, exploration: str = "constant",
+                 log_bias: bool = True, log_policy_value: bool = True):
+        if not isinstance(env, FiniteEnv):
+            raise ValueError(f"env={env!r} is not allowed; these learners measure Q* errors on a finite jaxq environment")
+        super().__init__(env, env_params, steps, log_every)
+        if q_function.num_actions != env.num_actions:
+            raise ValueError(f"q_function has {q_function.num_actions} actions; the environment has {env.num_actions}")
+        self.q_function, self.target = q_function, target
+        self.gradient = check_choice("gradient", gradient, GRADIENTS)
+        self.optimizer_name = check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.optimizer = optax.inject_hyperparams(OPTIMIZERS[optimizer])(learning_rate=1.0)
+        if target_network and gradient == "full":
+            raise ValueError("gradient='full' differentiates through the online bootstrap; it takes no target network")
+        self.target_network = target_network
+        self.exploration = check_choice("exploration", exploration, ("constant", "linear"))
+        self.log_bias, self.log_policy_value = log_bias, log_policy_value
+
+    def static_config(self) -> dict[str, Any]:
+        return {
+            "q_function": repr(self.q_function) if isinstance(self.q_function, MLPQ) else (
+                f"LinearQ({getattr(self.q_function.features, '__name__', 'features')}, K={self.q_function.num_features})"),
+            "target": getattr(self.target, "__name__", repr(self.target)),
+            "gradient": self.gradient,
+            "optimizer": self.optimizer_name,
+            "target_network": self.target_network,
+            "exploration": self.exploration,
+        }
+
+    def init(self, key: jax.Array, hp: HParams) -> ApproxCarry:
+        env_params = self.params_for(hp)
+        key, init_key, reset_key, action_key = jax.random.split(key, 4)
+        obs, env_state = self.env.reset_env(reset_key, env_params)
+        params = self.q_function.init(init_key, obs)
+        opt_state = self.optimizer.init(params)
+        opt_state.hyperparams["learning_rate"] = jnp.asarray(hp["alpha"], jnp.float32)
+        bits = jax.random.bits(action_key, (2,), jnp.uint32)
+        action = epsilon_greedy_action(self.q_function(params, obs), hp["epsilon"], bits)
+        return ApproxCarry(
+            params=params, target_params=params, opt_state=opt_state,
+            q_star=exact.q_star(self.env.tabular(env_params), hp["gamma"]),
+            env_state=env_state, obs=obs, action=action, key=key,
+            t=jnp.int32(0), terminations=jnp.int32(0),
+        )
+
+    def _loss(self, params: Any, obs: jax.Array, action: jax.Array,
+              reward: jax.Array, discount: jax.Array, next_obs: jax.Array, successor: td.Bootstrap) -> jax.Array:
+        """``1/2 (y - Q_params(s, a))^2`` with ``y`` frozen (semi) or differentiable (full)."""
+        if self.gradient == "full":
+            q_next = self.q_function(params, next_obs)
+            successor = successor.replace(q_online=q_next, q_target=q_next)
+            y = self.target(reward, discount, successor)
+        else:
+            y = jax.lax.stop_gradient(self.target(reward, discount, successor))
+        return 0.5 * (y - self.q_function(params, obs)[action]) ** 2
+
+    def step(self, carry: ApproxCarry, hp: HParams, bits: jax.Array, env_key: jax.Array) -> ApproxCarry:
+        env_params = self.params_for(hp)
+        epsilon = epsilon_at(carry.t, hp, self.exploration)
+        out = env_step(self.env, env_key, carry.env_state, carry.action, env_params)
+        q_next = self.q_function(carry.params, out.next_obs)
+        q_next_target = self.q_function(carry.target_params, out.next_obs) if self.target_network else q_next
+        successor = td.Bootstrap(
+            q_online=q_next, q_target=q_next_target,
+            policy=epsilon_greedy_probs(q_next, epsilon),
+            action=epsilon_greedy_action(q_next, epsilon, bits),
+        )
+        discount = hp["gamma"] * (1.0 - out.terminated)
+        grads = jax.grad(self._loss)(carry.params, carry.obs, carry.action, out.reward, discount,
+                                     out.next_obs, successor)
+        updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
+        params = optax.apply_updates(carry.params, updates)
+        t = carry.t + 1
+        if self.target_network:
+            refresh = (t % jnp.maximum(hp["target_period"].astype(jnp.int32), 1)) == 0
+            target_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), params, carry.target_params)
+        else:
+            target_params = carry.target_params
+        restart_action = epsilon_greedy_action(self.q_function(carry.params, out.obs), epsilon, bits)
+        return carry.replace(
+            params=params, target_params=target_params, opt_state=opt_state,
+            env_state=out.state, obs=out.obs,
+            action=jnp.where(out.done, restart_action, successor.action),
+            t=t, terminations=carry.terminations + out.terminated.astype(jnp.int32),
+        )
+
+    def q_table(self, params: Any, hp: HParams) -> jax.Array:
+        """``[S, A]`` values of every state, from the environment's observation table."""
+        mdp = self.env.tabular(self.params_for(hp))
+        return jax.vmap(lambda obs: self.q_function(params, obs))(mdp.features)
+
+    def log(self, carry: ApproxCarry, hp: HParams) -> dict[str, jax.Array]:
+        """:func:`~jaxq.learners.base.value_metrics` of the approximator's table."""
+        mdp = self.env.tabular(self.params_for(hp))
+        logs = value_metrics(mdp, self.q_table(carry.params, hp), carry.q_star, hp["gamma"],
+                             bias=self.log_bias, policy_value=self.log_policy_value)
+        return {**logs, "terminations": carry.terminations}
