@@ -195,7 +195,29 @@ def cmd_bench(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "bench": cmd_bench}
+# -- reproduce -----------------------------------------------------------------------------------
+def cmd_reproduce(argv: Sequence[str]) -> int:
+    from jaxq.studies import SIZES, STUDIES
+    from jaxq.studies.reproduce import run_all
+
+    p = argparse.ArgumentParser(
+        prog="jaxq reproduce",
+        description="Run every seed-document study with many seeds and write one report page "
+                    "(OUT/report.md) with the figures and the verdict on each claim. Studies: "
+                    + "; ".join(STUDIES.values()),
+    )
+    p.add_argument("--quick", action="store_true", help="a few hundred seeds (minutes on a laptop CPU)")
+    p.add_argument("--size", choices=SIZES, help="tiny (seconds, for tests), quick, or full (>= 1000 seeds)")
+    p.add_argument("--out", type=Path, default=Path("runs") / "reproduce", help="output folder (default: %(default)s)")
+    p.add_argument("--only", nargs="+", metavar="STUDY", help=f"run only these: {', '.join(STUDIES)}")
+    args = p.parse_args(argv)
+    t0 = time.perf_counter()
+    run_all(args.out, size=args.size or ("quick" if args.quick else "full"), only=args.only)
+    print(f"report: {args.out / 'report.md'} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+COMMANDS = {"sweep": cmd_sweep, "bench": cmd_bench, "reproduce": cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -207,8 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "checked against exact solutions.",
         epilog="Run `jaxq COMMAND --help` for a command's options.",
     )
-    top.add_argument("command", choices=sorted(COMMANDS), help="sweep: grid x seeds run; bench: throughput "
-                     "against peers")
+    top.add_argument("command", choices=sorted(COMMANDS), help="reproduce: every seed-document study and a "
+                     "report (the main job); sweep: a grid x seeds run; bench: throughput against peers")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         top.parse_args(argv[:1] or ["--help"])
         return 2

@@ -10,9 +10,8 @@ from typing import Any, Callable
 import numpy as np
 
 from jaxq.outputs import write_json
+from jaxq.studies import SIZES
 from jaxq.validation import check_choice
-
-SIZES = ("tiny", "quick", "full")
 
 
 def pick(size: str, *, tiny: Any, quick: Any, full: Any) -> Any:
