@@ -52,7 +52,7 @@ class Window:
 @struct.dataclass
 class TabularCarry:
     q: jax.Array  # [E, S, A], E = 1 or 2 estimators
-    counts: jax.Array  # [E, S, A] updates of each pair in each table
+    counts: jax.Array  # [E, S, A] updates of each pair in each table (inverse_count only)
     q_star: jax.Array  # [S, A] exact solution for this lane's MDP and gamma
     env_state: Any
     action: jax.Array  # action to take in env_state
@@ -143,28 +143,32 @@ class TabularLearner(OnlineLearner):
     def step(self, carry: TabularCarry, hp: HParams, bits: jax.Array, env_key: jax.Array) -> TabularCarry:
         params = self.params_for(hp)
         gamma, epsilon = hp["gamma"], epsilon_at(carry.t, hp, self.exploration)
-        q = carry.q
         s, a = self.env.state_index(carry.env_state), carry.action
         out = env_step(self.env, env_key, carry.env_state, a, params)
-        s_next = self.env.state_index(out.next_state)
-
+        s_next, s_restart = self.env.state_index(out.next_state), self.env.state_index(out.state)
         e = coin_from_bits(bits[1]) if self.estimators == 2 else 0
-        behaviour = q.sum(0)
+        w = carry.window
+        if self.n_steps == 1:
+            s_upd, a_upd = s, a
+        else:  # the oldest transition of the window once this one is pushed
+            s_upd, a_upd = w.states[1], w.actions[1]
+
+        # Every value this step reads, in one gather: rows [s', restart state, updated state].
+        rows = carry.q[:, jnp.stack([s_next, s_restart, s_upd])]  # [E, 3, A]
+        behaviour = rows.sum(0)
         successor = td.Bootstrap(
-            q_online=q[e, s_next],
-            q_target=q[(1 - e) if self.estimators == 2 else 0, s_next],
-            policy=epsilon_greedy_probs(behaviour[s_next], epsilon),
-            action=epsilon_greedy_action(behaviour[s_next], epsilon, bits),
+            q_online=rows[e, 0],
+            q_target=rows[(1 - e) if self.estimators == 2 else 0, 0],
+            policy=epsilon_greedy_probs(behaviour[0], epsilon),
+            action=epsilon_greedy_action(behaviour[0], epsilon, bits),
         )
         discount = gamma * (1.0 - out.terminated)
         if self.n_steps == 1:
-            y = self.target(out.reward, discount, successor)
-            s_upd, a_upd, do_update, window = s, a, jnp.float32(1.0), carry.window
+            y, do_update, window = self.target(out.reward, discount, successor), jnp.float32(1.0), w
         else:
             # A truncated step folds its bootstrap into the reward and cuts the return there.
             reward = jnp.where(out.truncated, self.target(out.reward, gamma, successor), out.reward)
             push = lambda buf, x: jnp.concatenate([buf[1:], x[None].astype(buf.dtype)])  # noqa: E731
-            w = carry.window
             window = Window(
                 states=push(w.states, s), actions=push(w.actions, a), rewards=push(w.rewards, reward),
                 discounts=push(w.discounts, jnp.where(out.done, 0.0, gamma)),
@@ -172,17 +176,17 @@ class TabularLearner(OnlineLearner):
             )
             G, D = td.n_step_return(window.rewards, window.discounts)
             y = self.target(G, D, successor)
-            s_upd, a_upd = window.states[0], window.actions[0]
             do_update = (window.filled == self.n_steps).astype(jnp.float32)
 
-        alpha = self._alpha(hp, carry.t, carry.counts[e, s_upd, a_upd])
-        q = q.at[e, s_upd, a_upd].add(do_update * alpha * (y - q[e, s_upd, a_upd]))
-        restart_action = epsilon_greedy_action(
-            behaviour[self.env.state_index(out.state)], epsilon, bits
-        )
+        counts = carry.counts
+        alpha = self._alpha(hp, carry.t, counts[e, s_upd, a_upd])
+        if self.step_size == "inverse_count":
+            counts = counts.at[e, s_upd, a_upd].add(do_update)
+        q = carry.q.at[e, s_upd, a_upd].add(do_update * alpha * (y - rows[e, 2, a_upd]))
+        restart_action = epsilon_greedy_action(behaviour[1], epsilon, bits)
         return carry.replace(
             q=q,
-            counts=carry.counts.at[e, s_upd, a_upd].add(do_update),
+            counts=counts,
             env_state=out.state,
             action=jnp.where(out.done, restart_action, successor.action),
             window=window,
