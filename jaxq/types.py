@@ -21,6 +21,8 @@ class TabularMDP:
             reward, so every exact solver may treat them uniformly, and metrics ignore them.
         features: ``[S, F]`` the observation an environment emits in each state.
         initial: ``[S]`` start-state distribution.
+        deterministic: static promise that every row of ``P`` is one-hot (lets exact solvers take
+            O(S log H) paths instead of O(S^3) linear solves).
     """
 
     P: jax.Array
@@ -29,6 +31,7 @@ class TabularMDP:
     valid: jax.Array
     features: jax.Array
     initial: jax.Array
+    deterministic: bool = struct.field(pytree_node=False, default=False)
 
     @property
     def num_states(self) -> int:

@@ -125,6 +125,7 @@ class Chain(FiniteEnv):
             valid=jnp.logical_or(real, terminal),
             features=self._features(i, D),
             initial=jax.nn.one_hot(0, self.num_states, dtype=jnp.float32),
+            deterministic=True,
         )
 
     def action_space(self, params: ChainParams | None = None) -> spaces.Discrete:
