@@ -8,7 +8,7 @@ import pytest
 import jaxq
 from jaxq import exact
 from jaxq.learners import ApproxLearner, linear_q, make_learner, one_hot_features
-from jaxq.studies.cosine_fa import expected_fixed_points, feature_table, minimax_floor, visitation
+from jaxq.studies.cosine_fa import exact_references
 from jaxq.sweep import sweep
 
 GAMMA, EPSILON, ALPHA = 0.9, 0.3, 0.05
@@ -26,16 +26,10 @@ def branching():
 @pytest.fixture(scope="module")
 def cosine_floors(branching):
     """The cosine feature table, the visitation distribution, the three floors and the fixed points."""
-    env, params, mdp, q_star, mask = branching
+    env, params, mdp, *_ = branching
     learner = make_learner("linear", env, params, steps=10, log_every=10, features="cosine")
-    features = feature_table(learner.q_function, mdp)
-    d = visitation(mdp, jnp.asarray(q_star, jnp.float32), EPSILON)
-    floors = {
-        "unweighted": float(exact.projection_floor(q_star, features, mask=mask)),
-        "weighted": float(exact.projection_floor(q_star, features, d, mask)),
-        "minimax": minimax_floor(q_star, features, mask),
-    }
-    return features, d, floors, expected_fixed_points(mdp, features, q_star, GAMMA, d)
+    ref = exact_references(mdp, learner.q_function, GAMMA, EPSILON)
+    return ref["features"], ref["visitation"], ref["floors"], ref["fixed_points"]
 
 
 # -- floors and fixed points ------------------------------------------------------------------------

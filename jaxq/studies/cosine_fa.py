@@ -54,6 +54,7 @@ FIXED_POINT = {"semi": "TD", "full": "residual"}
 FLOORS = {"unweighted": "||Pi Q* - Q*||, unweighted", "weighted": "||Pi_d Q* - Q*||, visitation-weighted",
           "minimax": "min_theta ||Phi theta - Q*|| (any theta)"}
 HELD_FRACTION = 0.95
+SETTLED = 0.02  # the smallest alpha's mean plateau within 2% of the TD fixed point's error
 
 
 def feature_table(q_function: LinearQ, mdp: TabularMDP) -> np.ndarray:
@@ -115,6 +116,23 @@ def expected_fixed_points(mdp: TabularMDP, features: np.ndarray, q_star: np.ndar
         error = float(np.abs(q - q_star)[scored].max()) if consistent else float("nan")
         out[name] = {"theta": theta.tolist(), "error": error, "greedy_policy_optimal": consistent}
     return out
+
+
+def exact_references(mdp: TabularMDP, q_function: LinearQ, gamma: float, epsilon: float) -> dict[str, Any]:
+    """Everything exact about these features on ``mdp``: ``Q*``, the visitation distribution ``d``, the
+    feature table, the three floors (unweighted, ``d``-weighted, minimax) and the expected-update fixed points."""
+    q_star_f32 = exact.q_star(mdp, gamma)
+    d = visitation(mdp, q_star_f32, epsilon)
+    q_star = np.asarray(q_star_f32, np.float64)
+    features = feature_table(q_function, mdp)
+    mask = np.broadcast_to(np.asarray(mdp.scored)[:, None], q_star.shape)
+    floors = {
+        "unweighted": float(exact.projection_floor(q_star, features, mask=mask)),
+        "weighted": float(exact.projection_floor(q_star, features, d, mask)),
+        "minimax": minimax_floor(q_star, features, mask),
+    }
+    return {"q_star": q_star, "visitation": d, "features": features, "floors": floors,
+            "fixed_points": expected_fixed_points(mdp, features, q_star, gamma, d)}
 
 
 def lane_statistics(errors: np.ndarray, floors: dict[str, float]) -> dict[str, Any]:
@@ -189,41 +207,38 @@ def figure(t: np.ndarray, errors: dict[str, np.ndarray], stats: dict[str, dict[s
     return fig
 
 
-def run(out: Path, size: str = "full") -> dict[str, Any]:
-    """Semi- and full-gradient cosine FA over a step-size axis; floors, fixed points, plateaus."""
-    seeds, steps = pick(size, tiny=(16, 2_000), quick=(256, 20_000), full=(1_000, 20_000))
-    log_every = steps // 200
+def learn(seeds: int, steps: int) -> dict[str, Any]:
+    """Both gradients over the step-size axis: errors ``[alpha, seeds, T]``, final greedy-policy values
+    ``[alpha, seeds]``, log steps, timings and the (shared) approximator."""
     env, params = jaxq.make("Branching")
-    mdp = env.tabular(params)
-    learners = {g: make_learner("linear", env, params, steps=steps, log_every=log_every, features="cosine",
-                                gradient=g, log_bias=False) for g in GRADIENTS}
-    errors, policy_values, timing = {}, {}, {}
-    for gradient, learner in learners.items():
+    out: dict[str, Any] = {"errors": {}, "policy_values": {}, "timing": {}}
+    for gradient in GRADIENTS:
+        learner = make_learner("linear", env, params, steps=steps, log_every=steps // 200, features="cosine",
+                               gradient=gradient, log_bias=False)
         result = sweep(learner, {"alpha": list(ALPHAS), "gamma": [GAMMA], "epsilon": [EPSILON]}, seeds=seeds)
-        errors[gradient] = result.logs["error"].reshape(len(ALPHAS), seeds, -1)
-        policy_values[gradient] = result.logs["policy_value"].reshape(len(ALPHAS), seeds, -1)[..., -1]
-        timing[gradient] = result.timing
-    t = np.asarray(result.coords["t"])
+        out["errors"][gradient] = result.logs["error"].reshape(len(ALPHAS), seeds, -1)
+        out["policy_values"][gradient] = result.logs["policy_value"].reshape(len(ALPHAS), seeds, -1)[..., -1]
+        out["timing"][gradient] = result.timing
+        out["t"], out["q_function"] = np.asarray(result.coords["t"]), learner.q_function
+    return out
 
-    q_star = exact.q_star(mdp, GAMMA)
-    v_star = float(np.asarray(exact.v_star(mdp, GAMMA)) @ np.asarray(mdp.initial))
-    d = visitation(mdp, q_star, EPSILON)
-    q_star = np.asarray(q_star, np.float64)
-    features = feature_table(learners["semi"].q_function, mdp)
-    mask = np.broadcast_to(np.asarray(mdp.scored)[:, None], q_star.shape)
-    floors = {
-        "unweighted": float(exact.projection_floor(q_star, features, mask=mask)),
-        "weighted": float(exact.projection_floor(q_star, features, d, mask)),
-        "minimax": minimax_floor(q_star, features, mask),
-    }
-    fixed = expected_fixed_points(mdp, features, q_star, GAMMA, d)
+
+def statistics(learned: dict[str, Any], floors: dict[str, float], v_star: float) -> dict[str, dict[str, Any]]:
+    """:func:`lane_statistics` per gradient and alpha, plus the fraction of seeds whose final greedy
+    policy is optimal (its value within a relative 1e-4 of ``V*(s_0)``)."""
     stats: dict[str, dict[str, Any]] = {g: {} for g in GRADIENTS}
     for g in GRADIENTS:
         for i, alpha in enumerate(ALPHAS):
-            optimal = np.abs(policy_values[g][i] - v_star) <= 1e-4 * abs(v_star)
-            stats[g][str(alpha)] = {**lane_statistics(errors[g][i], floors),
-                                    "greedy_policy_optimal_fraction": float(optimal.mean())}
+            is_optimal = np.abs(learned["policy_values"][g][i] - v_star) <= 1e-4 * abs(v_star)
+            stats[g][str(alpha)] = {**lane_statistics(learned["errors"][g][i], floors),
+                                    "greedy_policy_optimal_fraction": float(is_optimal.mean())}
+    return stats
 
+
+def describe(stats: dict[str, dict[str, Any]], floors: dict[str, float], fixed: dict[str, dict[str, Any]],
+             seeds: int) -> tuple[bool, str, dict[str, Any]]:
+    """``(held, verdict text, findings)``: held when >= ``HELD_FRACTION`` of semi-gradient seeds plateau at
+    or above both L2 floors at every alpha."""
     semi = stats["semi"]
     worst_above = {k: min(semi[str(a)]["plateau_at_or_above"][k] for a in ALPHAS) for k in ("unweighted", "weighted")}
     held = all(v >= HELD_FRACTION for v in worst_above.values())
@@ -233,20 +248,40 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
     volatility = [semi[str(a)]["volatility"]["mean"] for a in ALPHAS]
     grows = all(x < y for x, y in zip(volatility, volatility[1:]))
     small = {g: stats[g][str(ALPHAS[0])]["plateau"]["mean"] for g in GRADIENTS}
-    main = {g: stats[g][str(MAIN_ALPHA)] for g in GRADIENTS}
+    main = semi[str(MAIN_ALPHA)]["plateau"]
     optimal = min(s["greedy_policy_optimal_fraction"] for g in GRADIENTS for s in stats[g].values())
+    settles = abs(small["semi"] - fixed["semi"]["error"]) <= SETTLED * fixed["semi"]["error"]
+    dynamics = ("the iterates fluctuate around the TD fixed point with an amplitude that grows with alpha: no "
+                "divergence and no oscillation beyond sampling noise" if settles and grows and non_finite == 0 else
+                "the iterates do not settle around the TD fixed point")
     text = (
-        f"semi-gradient plateau {main['semi']['plateau']['mean']:.3f} (95% CI {main['semi']['plateau']['ci95_low']:.3f}-"
-        f"{main['semi']['plateau']['ci95_high']:.3f}) at alpha = {MAIN_ALPHA} over {seeds} seeds; plateau >= the "
-        f"unweighted floor {floors['unweighted']:.3f} in {worst_above['unweighted']:.1%} and >= the visitation-weighted "
-        f"floor {floors['weighted']:.3f} in {worst_above['weighted']:.1%} of seeds (worst alpha of {list(ALPHAS)}); "
-        f"minimax floor {floors['minimax']:.3f} {'never' if never_below_minimax else 'SOMETIMES'} undercut; "
-        f"plateau at alpha = {ALPHAS[0]}: semi {small['semi']:.3f} vs TD fixed point {fixed['semi']['error']:.3f}, "
-        f"full {small['full']:.3f} vs residual fixed point {fixed['full']['error']:.3f}; {non_finite} non-finite lanes; "
+        f"semi-gradient plateau {main['mean']:.3f} (95% CI {main['ci95_low']:.3f}-{main['ci95_high']:.3f}) at alpha = "
+        f"{MAIN_ALPHA} over {seeds} seeds; plateau >= the unweighted floor {floors['unweighted']:.3f} in "
+        f"{worst_above['unweighted']:.1%} and >= the visitation-weighted floor {floors['weighted']:.3f} in "
+        f"{worst_above['weighted']:.1%} of seeds (worst alpha of {list(ALPHAS)}); minimax floor "
+        f"{floors['minimax']:.3f} {'never' if never_below_minimax else 'SOMETIMES'} undercut; plateau at alpha = "
+        f"{ALPHAS[0]}: semi {small['semi']:.3f} vs TD fixed point {fixed['semi']['error']:.3f}, full "
+        f"{small['full']:.3f} vs residual fixed point {fixed['full']['error']:.3f}; {non_finite} non-finite lanes; "
         f"volatility {'/'.join(f'{v:.3f}' for v in volatility)} at alpha = {'/'.join(map(str, ALPHAS))} "
-        f"({'grows' if grows else 'does not grow monotonically'} with alpha); greedy policy optimal in >= {optimal:.1%} "
-        "of seeds despite the value error"
+        f"({'grows' if grows else 'does not grow monotonically'} with alpha): {dynamics}; greedy policy optimal in "
+        f">= {optimal:.1%} of seeds despite the value error"
     )
+    findings = {"plateau_at_or_above_worst_alpha": worst_above, "never_below_minimax_floor": never_below_minimax,
+                "non_finite_lanes": non_finite, "settles_at_td_fixed_point": settles,
+                "volatility_grows_with_alpha": grows, "greedy_policy_optimal_fraction_min": optimal}
+    return held, text, findings
+
+
+def run(out: Path, size: str = "full") -> dict[str, Any]:
+    """Semi- and full-gradient cosine FA over a step-size axis; floors, fixed points, plateaus."""
+    seeds, steps = pick(size, tiny=(16, 2_000), quick=(256, 10_000), full=(1_000, 20_000))
+    learned = learn(seeds, steps)
+    env, params = jaxq.make("Branching")
+    mdp = env.tabular(params)
+    ref = exact_references(mdp, learned["q_function"], GAMMA, EPSILON)
+    v_star = float(np.asarray(exact.v_star(mdp, GAMMA)) @ np.asarray(mdp.initial))
+    stats = statistics(learned, ref["floors"], v_star)
+    held, text, findings = describe(stats, ref["floors"], ref["fixed_points"], seeds)
     summary = {
         "study": NAME,
         "title": "Cosine function approximation plateaus above its projection floor (Branching MDP)",
@@ -256,27 +291,29 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
         "setup": {"env": "Branching (default 5-state tree)", "gamma": GAMMA, "epsilon": EPSILON,
                   "features": "phi(s, a) = (1, cos(pi depth(s) / 3), a), theta_0 = 0", "optimizer": "SGD",
                   "alphas": list(ALPHAS), "gradients": list(GRADIENTS.values()), "seeds": seeds, "steps": steps,
-                  "log_every": log_every,
+                  "log_every": steps // 200,
                   "error": "||Q_theta - Q*||_inf over the 10 non-terminal pairs (absolute; ||Q*||_inf = 1)",
                   "plateau": "per seed, the mean of the error over the second half of the run",
                   "volatility": "per seed, the std over time of the error over the second half of the run",
                   "visitation": "normalised expected visits per episode of epsilon-greedy(Q*) (exact.occupancy)",
                   "held_if": f">= {HELD_FRACTION:.0%} of semi-gradient seeds plateau at or above both the unweighted "
                              "and the weighted floor at every alpha"},
-        "floors": floors,
-        "visitation": d.tolist(),
-        "fixed_points": fixed,
+        "floors": ref["floors"],
+        "visitation": ref["visitation"].tolist(),
+        "fixed_points": ref["fixed_points"],
         "v_star_start": v_star,
         "statistics": stats,
-        "never_below_minimax_floor": never_below_minimax,
-        "timing": timing,
+        "findings": findings,
+        "timing": learned["timing"],
         "held": held,
         "verdict": verdict(held, text),
     }
-    arrays = {"t": t, "alphas": np.asarray(ALPHAS), "features": features, "q_star": q_star, "visitation": d,
-              **{f"error_{g}": errors[g] for g in GRADIENTS},
-              **{f"final_policy_value_{g}": policy_values[g] for g in GRADIENTS}}
-    return write_outputs(out, summary, arrays, figure(t, errors, stats, floors, fixed, seeds))
+    arrays = {"t": learned["t"], "alphas": np.asarray(ALPHAS), "features": ref["features"], "q_star": ref["q_star"],
+              "visitation": ref["visitation"],
+              **{f"error_{g}": learned["errors"][g] for g in GRADIENTS},
+              **{f"final_policy_value_{g}": learned["policy_values"][g] for g in GRADIENTS}}
+    fig = figure(learned["t"], learned["errors"], stats, ref["floors"], ref["fixed_points"], seeds)
+    return write_outputs(out, summary, arrays, fig)
 
 
 def main() -> None:

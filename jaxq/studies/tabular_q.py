@@ -108,6 +108,46 @@ def figure(stair: dict[str, np.ndarray], long: dict[str, np.ndarray], t_long: np
     return fig
 
 
+def statistics(stair: dict[str, np.ndarray], long: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """Per ``"<rule>, noise <x>"``: the staircase (flat-step fraction over seeds, its lowest seed, changes
+    per 100 steps) and :func:`convergence` (final vs midway error of the long run)."""
+    mid = (long["constant"].shape[-1] - 1) // 2
+    staircase, conv = {}, {}
+    for rule in RULES:
+        for n, noise in enumerate(NOISES):
+            key = f"{rule}, noise {noise}"
+            flat = flat_fraction(stair[rule][n])
+            staircase[key] = {"flat_fraction": metrics.summarize(flat), "min_over_seeds": float(flat.min()),
+                              "changes_per_100_steps": float(100 * (1 - flat.mean()))}
+            conv[key] = convergence(long[rule][n][:, -1], long[rule][n][:, mid])
+    return staircase, conv
+
+
+def describe(staircase: dict, conv: dict, seeds: int, stair_steps: int, steps: int) -> tuple[bool, bool, str]:
+    """``(staircase held, convergence held, verdict text)``. The staircase holds when, without noise, the
+    95% CI of the mean flat fraction lies above 1/2 for both rules; convergence when >= 95% of seeds end
+    below ``TOLERANCE`` with alpha = 1/(1+N) at every noise level."""
+    s_ic, s_c = (staircase[f"{rule}, noise 0.0"]["flat_fraction"] for rule in RULES)
+    staircase_held = s_ic["ci95_low"] > 0.5 and s_c["ci95_low"] > 0.5
+    rm = [conv[f"inverse_count, noise {noise}"] for noise in NOISES]
+    const = [conv[f"constant, noise {noise}"] for noise in NOISES]
+    convergence_held = all(c["fraction_below_tolerance"] >= 0.95 for c in rm)
+    text = (
+        f"staircase: the sup-norm error is unchanged on {s_ic['mean']:.1%} (95% CI {s_ic['ci95_low']:.1%}-"
+        f"{s_ic['ci95_high']:.1%}; lowest seed {staircase['inverse_count, noise 0.0']['min_over_seeds']:.1%}) of the "
+        f"first {stair_steps} steps with 1/(1+N) and {s_c['mean']:.1%} with constant alpha (noise 0, {seeds} seeds); "
+        f"convergence with alpha = 1/(1+N): {rm[0]['fraction_below_tolerance']:.1%} / "
+        f"{rm[1]['fraction_below_tolerance']:.1%} of seeds end below {TOLERANCE} after {steps} steps (noise "
+        f"{NOISES[0]} / {NOISES[1]}; median final error {rm[0]['final_error']['median']:.3g} / "
+        f"{rm[1]['final_error']['median']:.3g}, median x{rm[0]['second_half_reduction']:.2f} / "
+        f"x{rm[1]['second_half_reduction']:.2f} over the second half); constant alpha = {ALPHA}: "
+        f"{const[0]['fraction_below_tolerance']:.1%} / {const[1]['fraction_below_tolerance']:.1%} (median "
+        f"{const[0]['final_error']['median']:.3g} / {const[1]['final_error']['median']:.3g}; with noise "
+        f"x{const[1]['second_half_reduction']:.2f} over the second half: {trend(const[1]['second_half_reduction'])})"
+    )
+    return staircase_held, convergence_held, text
+
+
 def run(out: Path, size: str = "full") -> dict[str, Any]:
     """Staircase (every-step logs of a first stretch) and convergence (a long run) for both rules."""
     seeds, stair_steps, steps = pick(size, tiny=(16, 100, 1_000), quick=(256, 1_000, 50_000),
@@ -118,38 +158,9 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
         stair[rule], timing[f"{rule}_staircase"] = error_sweep(rule, stair_steps, 1, seeds)
         long[rule], timing[f"{rule}_long"] = error_sweep(rule, steps, log_every, seeds)
     t_long = np.arange(long["constant"].shape[-1]) * log_every
-    mid = (long["constant"].shape[-1] - 1) // 2
-
-    staircase, conv = {}, {}
-    for rule in RULES:
-        for n, noise in enumerate(NOISES):
-            key = f"{rule}, noise {noise}"
-            flat = flat_fraction(stair[rule][n])
-            staircase[key] = {"flat_fraction": metrics.summarize(flat), "min_over_seeds": float(flat.min()),
-                              "changes_per_100_steps": float(100 * (1 - flat.mean()))}
-            conv[key] = convergence(long[rule][n][:, -1], long[rule][n][:, mid])
-
-    deterministic = [staircase[f"{rule}, noise 0.0"]["flat_fraction"] for rule in RULES]
-    staircase_held = all(s["ci95_low"] > 0.5 for s in deterministic)
-    robbins_monro = [conv[f"inverse_count, noise {noise}"] for noise in NOISES]
-    convergence_held = all(c["fraction_below_tolerance"] >= 0.95 for c in robbins_monro)
+    staircase, conv = statistics(stair, long)
+    staircase_held, convergence_held, text = describe(staircase, conv, seeds, stair_steps, steps)
     held = staircase_held and convergence_held
-    s_ic, s_c = deterministic
-    c_const = [conv[f"constant, noise {noise}"] for noise in NOISES]
-    text = (
-        f"staircase: the sup-norm error is unchanged on {s_ic['mean']:.1%} (95% CI {s_ic['ci95_low']:.1%}-"
-        f"{s_ic['ci95_high']:.1%}; lowest seed {staircase['inverse_count, noise 0.0']['min_over_seeds']:.1%}) of the "
-        f"first {stair_steps} steps with 1/(1+N) and {s_c['mean']:.1%} with constant alpha (noise 0, {seeds} seeds); "
-        "convergence with alpha = 1/(1+N): "
-        f"{robbins_monro[0]['fraction_below_tolerance']:.1%} / {robbins_monro[1]['fraction_below_tolerance']:.1%} "
-        f"of seeds end below {TOLERANCE} after {steps} steps (noise {NOISES[0]} / {NOISES[1]}; median final error "
-        f"{robbins_monro[0]['final_error']['median']:.3g} / {robbins_monro[1]['final_error']['median']:.3g}, "
-        f"median x{robbins_monro[0]['second_half_reduction']:.2f} / x{robbins_monro[1]['second_half_reduction']:.2f} "
-        f"over the second half); constant alpha = {ALPHA}: {c_const[0]['fraction_below_tolerance']:.1%} / "
-        f"{c_const[1]['fraction_below_tolerance']:.1%} (median {c_const[0]['final_error']['median']:.3g} / "
-        f"{c_const[1]['final_error']['median']:.3g}; with noise x{c_const[1]['second_half_reduction']:.2f} over the "
-        f"second half: {trend(c_const[1]['second_half_reduction'])})"
-    )
     summary = {
         "study": NAME,
         "title": "Tabular Q-learning on the Branching MDP: staircase and convergence",
