@@ -35,7 +35,8 @@ NOISES = (0.0, 0.2)
 TOLERANCE = 0.05
 RULES = {"inverse_count": "alpha = 1/(1+N(s,a))", "constant": f"constant alpha = {ALPHA}"}
 STALLED = 0.9  # a median error reduced by less than 10% over the second half has stalled
-DISPLAY_FLOOR = 1e-9  # final errors below this are drawn at this value on log axes
+DISPLAY_FLOOR = 1e-9
+EVERY_STEP_LOGS = 1 << 22  # most errors logged every step in one sweep (16 MiB of float32)  # final errors below this are drawn at this value on log axes
 
 
 def error_sweep(rule: str, steps: int, log_every: int, seeds: int) -> tuple[np.ndarray, dict[str, Any]]:
@@ -49,6 +50,23 @@ def error_sweep(rule: str, steps: int, log_every: int, seeds: int) -> tuple[np.n
     result = sweep(learner, axes, seeds=seeds)
     errors = result.logs["error"].reshape(len(NOISES), seeds, -1)
     return errors, result.timing
+
+
+def error_runs(rule: str, seeds: int, stair_steps: int, steps: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Errors logged every step over the first ``stair_steps`` and every ``steps / 100`` over the run
+    (``[noise, seeds, T]`` each), and the sweeps' timings.
+
+    When every-step logs of the whole run fit ``EVERY_STEP_LOGS`` values, one sweep logged every step
+    gives both (one compilation instead of two); otherwise two sweeps run. Both ways give the same
+    numbers: a lane's randomness depends only on its key and the step index.
+    """
+    log_every = steps // 100
+    if seeds * len(NOISES) * steps <= EVERY_STEP_LOGS:
+        errors, timing = error_sweep(rule, steps, 1, seeds)
+        return errors[..., :stair_steps + 1], errors[..., ::log_every], {"every_step": timing}
+    stair, stair_timing = error_sweep(rule, stair_steps, 1, seeds)
+    long, long_timing = error_sweep(rule, steps, log_every, seeds)
+    return stair, long, {"staircase": stair_timing, "long": long_timing}
 
 
 def flat_fraction(errors: np.ndarray) -> np.ndarray:
@@ -155,8 +173,7 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
     log_every = steps // 100
     stair, long, timing = {}, {}, {}
     for rule in RULES:
-        stair[rule], timing[f"{rule}_staircase"] = error_sweep(rule, stair_steps, 1, seeds)
-        long[rule], timing[f"{rule}_long"] = error_sweep(rule, steps, log_every, seeds)
+        stair[rule], long[rule], timing[rule] = error_runs(rule, seeds, stair_steps, steps)
     t_long = np.arange(long["constant"].shape[-1]) * log_every
     staircase, conv = statistics(stair, long)
     staircase_held, convergence_held, text = describe(staircase, conv, seeds, stair_steps, steps)
