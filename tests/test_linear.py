@@ -186,8 +186,14 @@ def test_cosine_semi_and_full_gradient_differ(branching):
 )
 def test_feature_maps_of_the_wrong_shape_are_refused(features):
     env, params = jaxq.make("Branching")
-    with pytest.raises(ValueError, match=r"must return one vector \[K\] \(same K for every action\)"):
+    with pytest.raises(ValueError, match=r"returned shapes .* must return one vector \[K\], K >= 1"):
         linear_q(features, env, params)
+
+
+def test_feature_maps_that_branch_on_the_action_in_python_are_refused():
+    env, params = jaxq.make("Branching")
+    with pytest.raises(ValueError, match="cannot be traced .*jnp.where"):
+        linear_q(lambda obs, a: jnp.ones(3) if a == 0 else jnp.ones(2), env, params)
 
 
 @pytest.mark.parametrize("alpha", [0.0, -0.1])

@@ -79,17 +79,20 @@ def linear_q(features: FeatureMap, env: Any, env_params: Any) -> LinearQ:
     """A :class:`LinearQ` whose feature map is checked on the environment's observation.
 
     Raises:
-        ValueError: if ``phi(obs, a)`` is not a vector of the same length for every action.
+        ValueError: if ``phi(obs, a)`` is not one vector ``[K]`` of the same length for every action,
+            or cannot be traced with the action as an array (write ``jnp.where``, not ``if``).
     """
     obs = env.reset(jax.random.PRNGKey(0), env_params)[0]
-    shapes = {jax.eval_shape(features, obs, jnp.int32(a)).shape for a in range(env.num_actions)}
-    shape = shapes.pop() if len(shapes) == 1 else None
-    if shape is None or len(shape) != 1 or shape[0] < 1:
-        raise ValueError(
-            f"features(obs, action) returned shape(s) {sorted(shapes | ({shape} if shape else set()))} for an "
-            f"observation of shape {tuple(obs.shape)}; it must return one vector [K] (same K for every action)"
-        )
-    return LinearQ(features, shape[0], env.num_actions)
+    try:
+        shapes = [jax.eval_shape(features, obs, jnp.int32(a)).shape for a in range(env.num_actions)]
+    except jax.errors.JAXTypeError as error:
+        raise ValueError(f"features(obs, action) cannot be traced ({type(error).__name__}): the action "
+                         "arrives as an array, so select with jnp.where or array indexing, not Python if") from None
+    if len(set(shapes)) != 1 or len(shapes[0]) != 1 or shapes[0][0] < 1:
+        raise ValueError(f"features(obs, action) returned shapes {shapes} for actions 0..{env.num_actions - 1} "
+                         f"and an observation of shape {tuple(obs.shape)}; it must return one vector [K], "
+                         "K >= 1, of the same length for every action")
+    return LinearQ(features, shapes[0][0], env.num_actions)
 
 
 def one_hot_features(env: FiniteEnv) -> FeatureMap:
