@@ -1,0 +1,412 @@
+"""LunarLander parity study: the JAX port and Gymnasium's Box2D environment, side by side.
+
+For each reference policy (discrete and continuous heuristic, uniform random, no-op) it runs N
+episodes in both (Box2D: ``reset(seed=i)`` for i < N in a plain loop; the port: N vmapped lanes with
+independent keys), and the landing envelope (vertical drops and tilted drops onto a flat pad, from
+the very same injected body states). It writes ``summary.json`` (both sides, the targets of the
+port, a pass/fail line per row), ``curves.npz`` (every episode's return, length and outcome, and
+the envelope sweeps) and histograms of returns and lengths, port vs Box2D.
+
+The Box2D side needs ``gymnasium[box2d]`` and the reference harness ``tests/box2d_reference.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxq
+from jaxq.envs import env_step
+from jaxq.envs.lunar_lander import state_from_bodies, transition
+from jaxq.envs.lunar_lander.heuristic import heuristic_action
+from jaxq.studies.common import study_main, write_outputs
+from jaxq.validation import check_choice
+
+NAME = "lunar_parity"
+OUTCOMES = ("sleep", "crash", "out", "truncated")  # the reference harness uses the same names
+POLICIES = ("heuristic", "random", "noop")
+ENV_IDS = {False: "LunarLander-v3", True: "LunarLanderContinuous-v3"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """One row of the comparison: a policy in the discrete or continuous env, and its targets.
+
+    ``return_target``/``length_target`` are (centre, half-width) for the mean over episodes;
+    ``min_landing`` a lower bound on the fraction of episodes that end asleep (landed).
+    """
+
+    name: str
+    policy: str
+    continuous: bool
+    return_target: tuple[float, float]
+    length_target: tuple[float, float] | None = None
+    min_landing: float | None = None
+
+
+SETUPS = (
+    Setup("heuristic_discrete", "heuristic", False, (243.0, 10.0), min_landing=0.88),
+    Setup("heuristic_continuous", "heuristic", True, (283.0, 10.0)),
+    Setup("random", "random", False, (-177.0, 15.0), length_target=(94.0, 10.0)),
+    Setup("noop", "noop", False, (-135.0, 10.0), length_target=(70.0, 5.0)),
+)
+DROP_SPEEDS = np.round(np.arange(0.2, 2.401, 0.05), 2)  # m/s, vertical, angle 0
+TILTS = np.round(np.arange(-0.3, 0.301, 0.02), 2)  # rad, at a vertical speed of TILT_SPEED
+TILT_SPEED = 0.5
+
+
+# ------------------------------------------------------------------------------------ port episodes
+
+def _policy_action(policy: jax.Array, key: jax.Array, obs: jax.Array, continuous: bool) -> jax.Array:
+    """The action of policy number ``policy`` (an index into POLICIES) for one observation."""
+    if continuous:
+        branches = [lambda k, o: heuristic_action(o, True),
+                    lambda k, o: jax.random.uniform(k, (2,), minval=-1.0, maxval=1.0),
+                    lambda k, o: jnp.zeros(2)]
+    else:
+        branches = [lambda k, o: heuristic_action(o, False),
+                    lambda k, o: jax.random.randint(k, (), 0, 4),
+                    lambda k, o: jnp.zeros((), jnp.int32)]
+    return jax.lax.switch(policy, branches, key, obs)
+
+
+def _outcome_code(reward: jax.Array, obs: jax.Array, truncated: jax.Array) -> jax.Array:
+    """Index into OUTCOMES of how a step that ended an episode ended it.
+
+    The terminal reward is +100 for a landing (asleep) and -100 for a crash or leaving the view.
+    """
+    code = jnp.where(reward > 0, 0, jnp.where(jnp.abs(obs[0]) >= 1.0, 2, 1))
+    return jnp.where(truncated, 3, code)
+
+
+@functools.lru_cache(maxsize=None)
+def _episode_runner(continuous: bool, n: int, chunk: int) -> tuple[Callable, Callable, int]:
+    """Jitted ``(start(key), advance(carry, key, policy))`` for ``n`` lanes, and the time limit.
+
+    Cached, and with the policy a traced index, so every policy shares one compilation.
+    """
+    env, params = jaxq.make(ENV_IDS[continuous])
+
+    def lane_step(carry: tuple, key: jax.Array, policy: jax.Array) -> tuple:
+        state, obs, ret, length, done, outcome = carry
+        key_act, key_env = jax.random.split(key)
+        step = env_step(env, key_env, state, _policy_action(policy, key_act, obs, continuous), params)
+        alive = jnp.logical_not(done)
+        ret = ret + jnp.where(alive, step.reward, 0.0)
+        length = length + alive.astype(jnp.int32)
+        outcome = jnp.where(jnp.logical_and(alive, step.done), _outcome_code(step.reward, step.next_obs, step.truncated), outcome)
+        return (step.state, step.obs, ret, length, jnp.logical_or(done, step.done), outcome)
+
+    @jax.jit
+    def start(key: jax.Array) -> tuple:
+        obs, state = jax.vmap(env.reset_env, (0, None))(jax.random.split(key, n), params)
+        return (state, obs, jnp.zeros(n), jnp.zeros(n, jnp.int32), jnp.zeros(n, bool),
+                jnp.full(n, -1, jnp.int32))
+
+    @jax.jit
+    def advance(carry: tuple, key: jax.Array, policy: jax.Array) -> tuple:
+        def body(c: tuple, k: jax.Array) -> tuple:
+            return jax.vmap(lane_step, (0, 0, None))(c, k, policy), None
+
+        return jax.lax.scan(body, carry, jax.random.split(key, (chunk, n)))[0]
+
+    return start, advance, int(params.max_steps_in_episode)
+
+
+def run_port_episodes(policy: str, n: int, continuous: bool = False, seed: int = 0,
+                      chunk: int = 50) -> dict[str, np.ndarray]:
+    """The first episode of ``n`` independent lanes of the port (vmapped), under ``policy``.
+
+    Args:
+        policy: "heuristic" (:func:`heuristic_action`), "random" (uniform) or "noop".
+
+    Returns ``returns`` [n], ``lengths`` [n] (env steps) and ``outcomes`` [n] (names from OUTCOMES).
+    Steps run in jitted chunks of ``chunk`` until every lane has finished its first episode.
+    """
+    check_choice("policy", policy, POLICIES)
+    start, advance, limit = _episode_runner(continuous, n, chunk)
+    key_reset, key = jax.random.split(jax.random.PRNGKey(seed))
+    carry = start(key_reset)
+    index = jnp.asarray(POLICIES.index(policy))
+    for _ in range(limit // chunk + 2):
+        key, sub = jax.random.split(key)
+        carry = advance(carry, sub, index)
+        if bool(carry[4].all()):
+            break
+    _, _, ret, length, done, outcome = (np.asarray(x) for x in carry)
+    if not done.all():
+        raise RuntimeError(f"{int((~done).sum())} lanes did not finish within {limit} steps")
+    return {"returns": ret.astype(np.float64), "lengths": length,
+            "outcomes": np.asarray(OUTCOMES)[outcome]}
+
+
+# ---------------------------------------------------------------------------------- port envelope
+
+def run_port_drops(bodies: list[Any], terrain: np.ndarray, max_steps: int = 600,
+                   continuous: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Drops in the port from injected bodies (no-op actions, zero dispersion), all vmapped.
+
+    Args:
+        bodies: objects with ``as_kwargs()`` giving origin/angle/velocity/angular_velocity.
+        terrain: ``[11]`` heights.
+
+    Returns:
+        ``(outcomes, steps)``: names from OUTCOMES ("truncated" when ``max_steps`` ran out) and the
+        step on which each drop ended.
+    """
+    env, params = jaxq.make(ENV_IDS[continuous])
+    states = [state_from_bodies(params, terrain_heights=jnp.asarray(terrain), **b.as_kwargs())
+              for b in bodies]
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    noop = jnp.zeros(2) if continuous else jnp.zeros((), jnp.int32)
+
+    def lane(state: Any) -> tuple[jax.Array, jax.Array]:
+        def body(carry: tuple, t: jax.Array) -> tuple:
+            state, done, code, steps = carry
+            obs, nxt, reward, terminated, _ = transition(state, noop, jnp.zeros(2), params)
+            new = jnp.logical_and(terminated, jnp.logical_not(done))
+            code = jnp.where(new, _outcome_code(reward, obs, jnp.array(False)), code)
+            steps = jnp.where(new, t, steps)
+            return (nxt, jnp.logical_or(done, terminated), code, steps), None
+
+        init = (state, jnp.array(False), jnp.array(3), jnp.array(max_steps))
+        (_, _, code, steps), _ = jax.lax.scan(body, init, jnp.arange(1, max_steps + 1))
+        return code, steps
+
+    codes, steps = jax.jit(jax.vmap(lane))(state)
+    return np.asarray(OUTCOMES)[np.asarray(codes)], np.asarray(steps)
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+def episode_stats(returns: np.ndarray, lengths: np.ndarray, outcomes: np.ndarray) -> dict[str, Any]:
+    """Mean/std/standard error of returns and lengths, fraction ≥ 200, outcome fractions."""
+    n = len(returns)
+    return {
+        "n": n,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns, ddof=1)),
+        "se_return": float(np.std(returns, ddof=1) / np.sqrt(n)),
+        "median_return": float(np.median(returns)),
+        "frac_ge_200": float(np.mean(returns >= 200)),
+        "landing_fraction": float(np.mean(outcomes == "sleep")),
+        "outcomes": {o: float(np.mean(outcomes == o)) for o in OUTCOMES},
+        "mean_length": float(np.mean(lengths)),
+        "se_length": float(np.std(lengths, ddof=1) / np.sqrt(n)),
+    }
+
+
+def check_targets(setup: Setup, stats: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``stats`` meets the setup's targets, and a line saying so with the numbers."""
+    checks = []
+    c, w = setup.return_target
+    checks.append((abs(stats["mean_return"] - c) <= w,
+                   f"mean return {stats['mean_return']:.1f} (target {c:g} ± {w:g})"))
+    if setup.length_target is not None:
+        c, w = setup.length_target
+        checks.append((abs(stats["mean_length"] - c) <= w,
+                       f"mean length {stats['mean_length']:.1f} (target {c:g} ± {w:g})"))
+    if setup.min_landing is not None:
+        checks.append((stats["landing_fraction"] >= setup.min_landing,
+                       f"landings {100 * stats['landing_fraction']:.1f}% "
+                       f"(target ≥ {100 * setup.min_landing:g}%)"))
+    ok = all(flag for flag, _ in checks)
+    return ok, "; ".join(text for _, text in checks)
+
+
+def _difference(port: dict[str, Any], box2d: dict[str, Any]) -> dict[str, float]:
+    """Port minus Box2D mean return, its standard error and z score (two independent samples)."""
+    diff = port["mean_return"] - box2d["mean_return"]
+    se = float(np.hypot(port["se_return"], box2d["se_return"]))
+    return {"mean_return_diff": diff, "se": se, "z": diff / se if se > 0 else float("nan")}
+
+
+# ------------------------------------------------------------------------------------ reference
+
+def load_reference() -> ModuleType:
+    """The Box2D reference harness (``tests/box2d_reference.py`` of the source tree).
+
+    Raises:
+        ImportError: when gymnasium/Box2D are missing or the source tree's tests are not present.
+    """
+    if "box2d_reference" in sys.modules:
+        return sys.modules["box2d_reference"]
+    path = Path(__file__).resolve().parents[2] / "tests" / "box2d_reference.py"
+    if not path.exists():
+        raise ImportError(f"the Box2D reference harness is not in this installation ({path})")
+    spec = importlib.util.spec_from_file_location("box2d_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["box2d_reference"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def envelope(ref: ModuleType) -> dict[str, Any]:
+    """Vertical and tilted drops onto a flat pad, Box2D and port from the same injected bodies."""
+    reference = ref.read_bodies(ref.settled_env(0))
+    cases = {"speed": [ref.drop_bodies(reference, float(v)) for v in DROP_SPEEDS],
+             "tilt": [ref.drop_bodies(reference, TILT_SPEED, tilt=float(a)) for a in TILTS]}
+    result: dict[str, Any] = {}
+    for name, bodies in cases.items():
+        box2d = [ref.run_drop(ref.settled_env(0), b) for b in bodies]
+        port_outcomes, port_steps = run_port_drops(bodies, ref.flat_terrain())
+        result[name] = {
+            "box2d_outcomes": np.array([r.outcome for r in box2d]),
+            "box2d_steps": np.array([r.steps for r in box2d]),
+            "port_outcomes": port_outcomes,
+            "port_steps": port_steps,
+        }
+    return result
+
+
+def _first_crash(values: np.ndarray, outcomes: np.ndarray) -> float:
+    crashed = values[outcomes == "crash"]
+    return float(crashed.min()) if crashed.size else float("nan")
+
+
+def _envelope_summary(env: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for side in ("box2d", "port"):
+        speed, tilt = env["speed"], env["tilt"]
+        landed = speed[f"{side}_outcomes"] == "sleep"
+        positive = TILTS >= 0
+        summary[side] = {
+            "first_crash_speed": _first_crash(DROP_SPEEDS, speed[f"{side}_outcomes"]),
+            "sleep_steps_by_speed": {f"{v:.2f}": int(s) for v, s, ok in
+                                     zip(DROP_SPEEDS, speed[f"{side}_steps"], landed) if ok},
+            "first_crash_tilt": _first_crash(TILTS[positive], tilt[f"{side}_outcomes"][positive]),
+            "first_crash_negative_tilt": -_first_crash(-TILTS[~positive],
+                                                       tilt[f"{side}_outcomes"][~positive]),
+        }
+    return summary
+
+
+# ------------------------------------------------------------------------------------ the study
+
+def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, len(SETUPS), figsize=(4.2 * len(SETUPS), 10.5))
+    for j, setup in enumerate(SETUPS):
+        for i, (quantity, label) in enumerate([("returns", "episode return"),
+                                               ("lengths", "episode length (steps)")]):
+            ax = axes[i, j]
+            port, box2d = raw[f"port_{quantity}_{setup.name}"], raw[f"box2d_{quantity}_{setup.name}"]
+            bins = np.histogram_bin_edges(np.concatenate([port, box2d]), bins=40)
+            ax.hist(box2d, bins=bins, histtype="step", lw=1.6, label="Box2D (Gymnasium)")
+            ax.hist(port, bins=bins, histtype="step", lw=1.6, label="JAX port")
+            ax.set_xlabel(label)
+            ax.set_ylabel("episodes")
+            ax.set_title(f"{setup.name} ({ENV_IDS[setup.continuous]})\n"
+                         f"N = {len(port)} per side", fontsize=9)
+            ax.legend(fontsize=7)
+    ax = axes[2, 0]
+    for side, marker in (("box2d", "o"), ("port", "x")):
+        ok = env["speed"][f"{side}_outcomes"] == "sleep"
+        ax.plot(DROP_SPEEDS[ok], env["speed"][f"{side}_steps"][ok], marker, label=f"{side} sleeps")
+        ax.plot(DROP_SPEEDS[~ok], np.zeros((~ok).sum()), marker, color="red", alpha=0.5,
+                label=f"{side} crashes")
+    ax.set_xlabel("vertical drop speed (m/s)")
+    ax.set_ylabel("steps until asleep (0 = crash)")
+    ax.set_title("Drops onto the pad, engines off", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[2, 1]
+    for k, side in enumerate(("box2d", "port")):
+        ok = env["tilt"][f"{side}_outcomes"] == "sleep"
+        ax.plot(TILTS, np.where(ok, 1.0, 0.0) + 0.04 * k, "o-", label=side, alpha=0.8)
+    ax.set_xlabel("tilt at touchdown (rad)")
+    ax.set_ylabel("landed (1) / crashed (0)")
+    ax.set_title(f"Tilted drops at {TILT_SPEED} m/s", fontsize=9)
+    ax.legend(fontsize=7)
+    for ax in axes[2, 2:]:
+        ax.axis("off")
+    lines = [f"{name}: {row['verdict']}" for name, row in rows.items()]
+    axes[2, 2].text(0.0, 1.0, "\n\n".join(lines), va="top", fontsize=7, wrap=True,
+                    transform=axes[2, 2].transAxes)
+    fig.suptitle("LunarLander-v3: JAX port vs Gymnasium Box2D", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def run(out: Path, quick: bool = False) -> dict[str, Any]:
+    """Run the comparison (N = 1000 episodes per policy and side; 64 with ``quick``)."""
+    ref = load_reference()
+    n = 64 if quick else 1000
+    rows: dict[str, Any] = {}
+    raw: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    all_pass = True
+    for setup in SETUPS:
+        t0 = time.perf_counter()
+        box2d = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous)
+        t1 = time.perf_counter()
+        port = run_port_episodes(setup.policy, n, continuous=setup.continuous)
+        t2 = time.perf_counter()
+        seconds[setup.name] = {"box2d_s": t1 - t0, "port_s_with_compile": t2 - t1}
+        port_stats = episode_stats(port["returns"], port["lengths"], port["outcomes"])
+        box2d_stats = episode_stats(box2d.returns, box2d.lengths, box2d.outcomes)
+        ok, text = check_targets(setup, port_stats)
+        all_pass &= ok
+        rows[setup.name] = {
+            "env": ENV_IDS[setup.continuous], "policy": setup.policy,
+            "targets": {"return": setup.return_target, "length": setup.length_target,
+                        "min_landing": setup.min_landing},
+            "port": port_stats, "box2d": box2d_stats,
+            "box2d_meets_targets": check_targets(setup, box2d_stats)[0],
+            "port_minus_box2d": _difference(port_stats, box2d_stats),
+            "pass": ok,
+            "verdict": f"{'PASS' if ok else 'FAIL'}: port {text}; Box2D mean return "
+                       f"{box2d_stats['mean_return']:.1f}, length {box2d_stats['mean_length']:.1f}, "
+                       f"landings {100 * box2d_stats['landing_fraction']:.1f}%",
+        }
+        for side, data in (("port", port), ("box2d", dataclasses.asdict(box2d))):
+            for key in ("returns", "lengths", "outcomes"):
+                raw[f"{side}_{key}_{setup.name}"] = np.asarray(data[key])
+    env = envelope(ref)
+    for case, sweep in env.items():
+        for key, values in sweep.items():
+            raw[f"envelope_{case}_{key}"] = np.asarray(values)
+    raw["envelope_speed_values"], raw["envelope_tilt_values"] = DROP_SPEEDS, TILTS
+    env_summary = _envelope_summary(env)
+    n_pass = sum(row["pass"] for row in rows.values())
+    verdict = (f"{n_pass}/{len(rows)} distribution rows meet the targets over N = {n} episodes; "
+               f"first crashing drop speed port {env_summary['port']['first_crash_speed']} vs "
+               f"Box2D {env_summary['box2d']['first_crash_speed']} m/s"
+               + (" (quick run: small N, not conclusive)" if quick else ""))
+    summary = {
+        "study": NAME, "quick": quick, "episodes_per_side": n,
+        "axes": {"episodes": ["setup", "episode"], "envelope": ["case", "value"]},
+        "box2d_seeds": f"reset(seed=i), i = 0..{n - 1}",
+        "port_seeds": "jax.random.split(PRNGKey(0)) into one key per lane",
+        "rows": rows, "envelope": env_summary,
+        "envelope_setup": {"speeds_m_s": DROP_SPEEDS, "tilts_rad": TILTS,
+                           "tilt_drop_speed_m_s": TILT_SPEED,
+                           "start": "rigid lander, legs at their limits, lowest leg corner 0.03 m "
+                                    "above a flat ground at the pad height, no-op actions"},
+        "all_pass": all_pass, "seconds": seconds,
+        "versions": {"jax": jax.__version__, **ref.versions()},
+        "verdict": verdict,
+    }
+    write_outputs(out, summary, raw, _figure(rows, raw, env), figure_name="histograms.png")
+    return summary
+
+
+def main() -> None:
+    study_main(run, NAME, __doc__.splitlines()[0])
+
+
+__all__ = ["OUTCOMES", "POLICIES", "SETUPS", "episode_stats", "check_targets", "run_port_episodes",
+           "run_port_drops", "load_reference", "run", "main"]
