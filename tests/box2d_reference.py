@@ -223,22 +223,24 @@ def inject(env: gym.Env, bodies: Bodies, terrain: Sequence[float] | None = None,
     return obs
 
 
-def peek_dispersion(env: gym.Env) -> np.ndarray:
-    """The two dispersion numbers (d0, d1) the next ``step`` will draw, without consuming them."""
+def peek_dispersion(env: gym.Env, steps: int | None = None) -> np.ndarray:
+    """The dispersion numbers (d0, d1) the next step (``[2]``) or the next ``steps`` steps
+    (``[steps, 2]``) will draw, without consuming them: each step draws exactly these two."""
     rng = copy.deepcopy(env.unwrapped.np_random)
-    return np.array([rng.uniform(-1.0, 1.0) / 30.0 for _ in range(2)])
+    draws = rng.uniform(-1.0, 1.0, size=(1 if steps is None else steps, 2)) / 30.0
+    return draws[0] if steps is None else draws
 
 
 @contextlib.contextmanager
-def velocity_iterations(count: int) -> Iterator[None]:
-    """Within the block, every Box2D world step runs ``count`` velocity iterations (not 180).
+def solver_iterations(velocity: int) -> Iterator[None]:
+    """Within the block, every Box2D world step runs ``velocity`` velocity iterations (not 180).
 
     Box2D's sequential-impulse solve has not fully converged after its 180 iterations when a leg
     hits the ground (hull and legs weigh 68:1); a few thousand iterations give the converged
     constraint solution that an exact solver should reproduce.
     """
     step_fn = Box2D.b2World.__dict__["Step"]
-    Box2D.b2World.Step = lambda world, dt, _velocity, position: step_fn(world, dt, count, position)
+    Box2D.b2World.Step = lambda world, dt, _velocity, position: step_fn(world, dt, velocity, position)
     try:
         yield
     finally:
@@ -318,34 +320,77 @@ class Episodes:
     outcomes: np.ndarray
 
 
+def random_actions(seed: int, continuous: bool, steps: int = MAX_EPISODE_STEPS) -> np.ndarray:
+    """The uniform random policy's actions for episode ``seed``: ints ``[steps]`` in 0..3, or
+    floats ``[steps, 2]`` in [-1, 1] (drawn up front, so the port can replay the same sequence)."""
+    rng = np.random.default_rng(seed)
+    if continuous:
+        return rng.uniform(-1.0, 1.0, size=(steps, 2))
+    return rng.integers(4, size=steps)
+
+
 def make_policy(name: str, continuous: bool, seed: int) -> Callable[[gym.Env, np.ndarray], Any]:
     """``policy(env, obs) -> action`` for "heuristic" (Gymnasium's own), "random" or "noop"."""
     if name == "heuristic":
         return gym_lunar.heuristic
     if name == "random":
-        rng = np.random.default_rng(seed)
-        if continuous:
-            return lambda env, obs: rng.uniform(-1.0, 1.0, size=2)
-        return lambda env, obs: int(rng.integers(4))
+        actions = iter(random_actions(seed, continuous))
+        return lambda env, obs: next(actions)
     if name == "noop":
         return (lambda env, obs: np.zeros(2)) if continuous else (lambda env, obs: 0)
     raise ValueError(f"policy={name!r} is not allowed; choose one of: {', '.join(POLICIES)}")
 
 
-def run_episodes(policy: str, seeds: Sequence[int], continuous: bool = False) -> Episodes:
-    """Run one episode per seed (``reset(seed=s)``) in ``LunarLander-v3`` with its time limit."""
+@dataclasses.dataclass(frozen=True)
+class InitialCondition:
+    """Everything random about one episode, read from Box2D right after ``reset(seed)``.
+
+    Attributes:
+        bodies: the three bodies after the reset step; terrain: ``[11]`` heights.
+        obs: the reset observation; prev_shaping: its shaping (the first step's reward baseline).
+        dispersion: ``[steps, 2]`` the (d0, d1) pairs the episode's steps will draw, in order.
+    """
+
+    bodies: Bodies
+    terrain: np.ndarray
+    obs: np.ndarray
+    prev_shaping: float
+    dispersion: np.ndarray
+
+
+def initial_condition(seed: int, continuous: bool = False,
+                      steps: int = MAX_EPISODE_STEPS) -> InitialCondition:
+    """The initial condition of episode ``seed`` (wind off)."""
+    env = make_env(continuous, time_limit=False)
+    obs, _ = env.reset(seed=seed)
+    return InitialCondition(read_bodies(env), read_terrain(env), obs,
+                            float(env.unwrapped.prev_shaping), peek_dispersion(env, steps))
+
+
+def run_episodes(policy: str, seeds: Sequence[int], continuous: bool = False,
+                 velocity_iterations: int | None = None,
+                 continuous_collision: bool = True) -> Episodes:
+    """Run one episode per seed (``reset(seed=s)``) in ``LunarLander-v3`` with its time limit.
+
+    ``velocity_iterations`` (default: Gymnasium's 180) and ``continuous_collision`` (Box2D's
+    time-of-impact handling, on in Gymnasium) make variants of the reference for diagnostics.
+    """
     env = make_env(continuous)
+    solver = (solver_iterations(velocity_iterations) if velocity_iterations
+              else contextlib.nullcontext())
     returns, lengths, outcomes = [], [], []
-    for seed in seeds:
-        act = make_policy(policy, continuous, int(seed))
-        obs, _ = env.reset(seed=int(seed))
-        total, t, terminated, truncated = 0.0, 0, False, False
-        while not (terminated or truncated):
-            obs, reward, terminated, truncated, _ = env.step(act(env, obs))
-            total += float(reward)
-            t += 1
-        returns.append(total)
-        lengths.append(t)
-        outcomes.append(_outcome(env, obs) if terminated else "truncated")
+    with solver:
+        for seed in seeds:
+            act = make_policy(policy, continuous, int(seed))
+            obs, _ = env.reset(seed=int(seed))
+            env.unwrapped.world.continuousPhysics = continuous_collision
+            total, t, terminated, truncated = 0.0, 0, False, False
+            while not (terminated or truncated):
+                obs, reward, terminated, truncated, _ = env.step(act(env, obs))
+                total += float(reward)
+                t += 1
+            returns.append(total)
+            lengths.append(t)
+            outcomes.append(_outcome(env, obs) if terminated else "truncated")
     env.close()
     return Episodes(np.array(returns), np.array(lengths), np.array(outcomes))

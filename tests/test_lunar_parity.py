@@ -22,7 +22,8 @@ import jaxq
 from jaxq.envs.lunar_lander import state_from_bodies, transition
 from jaxq.envs.lunar_lander.heuristic import heuristic_action
 from jaxq.envs.lunar_lander.render import BODY_FILL, render
-from jaxq.studies.lunar_parity import SETUPS, episode_stats, run_port_episodes
+from jaxq.studies.lunar_parity import (SETUPS, episode_stats, paired_stats, run_port_episodes,
+                                       run_port_paired)
 
 FLIGHT_TOL = 1e-3  # issue target, every observation component, one step
 CONVERGED_ITERATIONS = 3000  # Box2D velocity iterations that make its contact solve converge
@@ -73,7 +74,7 @@ def _compare_steps(ref, envs, port_step, continuous, cases, steps=1, box2d_itera
         states.append(state_from_bodies(params, terrain_heights=jnp.asarray(ref.read_terrain(env)),
                                         **injected.as_kwargs()))
         trace = []
-        with (ref.velocity_iterations(box2d_iterations) if box2d_iterations
+        with (ref.solver_iterations(box2d_iterations) if box2d_iterations
               else contextlib.nullcontext()):
             for _ in range(steps):
                 dispersions.append(ref.peek_dispersion(env).astype(np.float32))
@@ -140,6 +141,26 @@ def test_ground_contact_steps_match_converged_box2d(ref, envs, port_step):
     np.testing.assert_array_equal(port_obs[..., 6:], box_obs[..., 6:])
     err = np.abs(port_obs - box_obs).max(axis=(0, 1))
     assert np.all(err <= FLIGHT_TOL), f"max |port - Box2D| per observation component: {err}"
+
+
+def test_noop_replays_end_like_box2d(ref, port_step):
+    """No-op episodes replayed from Box2D's post-reset states crash on the same step, same return.
+
+    Free fall until the hard impact: the flight part is exact, so what this checks is the step on
+    which the impact ends the episode (Box2D fires the hull contact within the step of impact, by
+    its continuous collision) and the return, which that step decides (the -100 replaces the
+    reward of the crash step; the shaping counted up to it still includes the fall speed).
+    """
+    seeds = range(N_CASES)
+    box2d = ref.run_episodes("noop", seeds)
+    port = run_port_paired([ref.initial_condition(s) for s in seeds], continuous=False,
+                           actions=np.zeros((N_CASES, ref.MAX_EPISODE_STEPS), np.int32),
+                           step=port_step[False])
+    stats = paired_stats(port, box2d)
+    assert stats["same_outcome"] == 1.0, stats
+    same_step = np.mean(port["lengths"] == box2d.lengths)
+    assert same_step >= 0.9, f"only {same_step:.0%} of replays end on Box2D's step: {stats}"
+    assert abs(stats["mean_return_diff"]) <= 3 * stats["se_return_diff"] + 1.0, stats
 
 
 # ------------------------------------------------------------------------------ distributions

@@ -2,8 +2,11 @@
 
 For each reference policy (discrete and continuous heuristic, uniform random, no-op) it runs N
 episodes in both (Box2D: ``reset(seed=i)`` for i < N in a plain loop; the port: N vmapped lanes with
-independent keys), and the landing envelope (vertical drops and tilted drops onto a flat pad, from
-the very same injected body states). It writes ``summary.json`` (both sides, the targets of the
+independent keys), then replays each Box2D episode in the port from the same initial state with the
+same engine noise and, for the random and no-op policies, the same actions ("paired" episodes: any
+difference comes from the physics), and finally the landing envelope (vertical and tilted drops onto
+a flat pad, from the very same injected body states). Two variants of Box2D run on the same seeds for
+diagnosis: without continuous collision (time of impact), and with 3000 velocity iterations. It writes ``summary.json`` (both sides, the targets of the
 port, a pass/fail line per row), ``curves.npz`` (every episode's return, length and outcome, and
 the envelope sweeps) and histograms of returns and lengths, port vs Box2D.
 
@@ -19,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +63,10 @@ SETUPS = (
     Setup("random", "random", False, (-177.0, 15.0), length_target=(94.0, 10.0)),
     Setup("noop", "noop", False, (-135.0, 10.0), length_target=(70.0, 5.0)),
 )
+# Box2D variants run next to the reference, to tell which idealisation of it the port reproduces:
+# without its continuous (time-of-impact) collision, and with its velocity solve converged.
+BOX2D_VARIANTS = {"no_continuous_collision": {"continuous_collision": False},
+                  "velocity_iterations_3000": {"velocity_iterations": 3000}}
 DROP_SPEEDS = np.round(np.arange(0.2, 2.401, 0.05), 2)  # m/s, vertical, angle 0
 TILTS = np.round(np.arange(-0.3, 0.301, 0.02), 2)  # rad, at a vertical speed of TILT_SPEED
 TILT_SPEED = 0.5
@@ -85,7 +92,7 @@ def _outcome_code(reward: jax.Array, obs: jax.Array, truncated: jax.Array) -> ja
 
     The terminal reward is +100 for a landing (asleep) and -100 for a crash or leaving the view.
     """
-    code = jnp.where(reward > 0, 0, jnp.where(jnp.abs(obs[0]) >= 1.0, 2, 1))
+    code = jnp.where(reward > 0, 0, jnp.where(jnp.abs(obs[..., 0]) >= 1.0, 2, 1))
     return jnp.where(truncated, 3, code)
 
 
@@ -148,6 +155,74 @@ def run_port_episodes(policy: str, n: int, continuous: bool = False, seed: int =
         raise RuntimeError(f"{int((~done).sum())} lanes did not finish within {limit} steps")
     return {"returns": ret.astype(np.float64), "lengths": length,
             "outcomes": np.asarray(OUTCOMES)[outcome]}
+
+
+# ------------------------------------------------------------------------------ paired episodes
+
+@functools.lru_cache(maxsize=None)
+def batch_transition(continuous: bool) -> Callable[..., tuple]:
+    """``jit(vmap(transition))`` with default params: ``(states, actions, dispersions) -> ...``."""
+    _, params = jaxq.make(ENV_IDS[continuous])
+    return jax.jit(jax.vmap(lambda s, a, d: transition(s, a, d, params)))
+
+
+def run_port_paired(conditions: Sequence[Any], continuous: bool, actions: np.ndarray | None = None,
+                    step: Callable[..., tuple] | None = None) -> dict[str, np.ndarray]:
+    """Port episodes that replay Box2D episodes: same start, same engine noise, same policy.
+
+    Each lane starts from a Box2D initial condition (``bodies``, ``terrain``, ``obs``,
+    ``prev_shaping`` and the ``dispersion`` numbers ``[T, 2]`` its steps draw; see the reference
+    harness) and uses those dispersion numbers step by step, so with the same actions any
+    difference from Box2D comes from the physics alone.
+
+    Args:
+        actions: open-loop actions ``[n, T]`` (discrete) or ``[n, T, 2]``; None runs the heuristic
+            closed loop on the port's own observations.
+        step: a compiled ``batch_transition(continuous)`` for ``n`` lanes to reuse.
+
+    Returns ``returns``, ``lengths``, ``outcomes`` as :func:`run_port_episodes`, truncating at T.
+    """
+    _, params = jaxq.make(ENV_IDS[continuous])
+    step = step or batch_transition(continuous)
+    policy = jax.jit(lambda o: heuristic_action(o, continuous))
+    states = [state_from_bodies(params, terrain_heights=jnp.asarray(c.terrain),
+                                prev_shaping=c.prev_shaping, **c.bodies.as_kwargs())
+              for c in conditions]
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    dispersion = np.stack([c.dispersion for c in conditions]).astype(np.float32)
+    obs = jnp.asarray(np.stack([c.obs for c in conditions]))
+    n, limit = dispersion.shape[:2]
+    ret, length = np.zeros(n), np.zeros(n, np.int64)
+    done, outcome = np.zeros(n, bool), np.full(n, OUTCOMES.index("truncated"))
+    for t in range(limit):
+        action = policy(obs) if actions is None else jnp.asarray(actions[:, t])
+        obs, state, reward, terminated, _ = step(state, action, jnp.asarray(dispersion[:, t]))
+        alive = ~done
+        reward, terminated = np.asarray(reward), np.asarray(terminated)
+        ret += np.where(alive, reward, 0.0)
+        length += alive
+        ended = alive & terminated
+        outcome[ended] = np.asarray(_outcome_code(reward, obs, jnp.zeros(n, bool)))[ended]
+        done |= terminated
+        if done.all():
+            break
+    return {"returns": ret, "lengths": length, "outcomes": np.asarray(OUTCOMES)[outcome]}
+
+
+def paired_stats(port: dict[str, np.ndarray], box2d: Any) -> dict[str, Any]:
+    """Per-episode differences port - Box2D of paired episodes."""
+    diff = port["returns"] - box2d.returns
+    dlen = port["lengths"] - box2d.lengths
+    n = len(diff)
+    return {
+        "n": n,
+        "mean_return_diff": float(diff.mean()),
+        "se_return_diff": float(diff.std(ddof=1) / np.sqrt(n)),
+        "median_abs_return_diff": float(np.median(np.abs(diff))),
+        "same_outcome": float(np.mean(port["outcomes"] == box2d.outcomes)),
+        "length_diff_counts": {int(k): int(v) for k, v in zip(*np.unique(dlen, return_counts=True))},
+        "within_one_step": float(np.mean(np.abs(dlen) <= 1)),
+    }
 
 
 # ---------------------------------------------------------------------------------- port envelope
@@ -341,6 +416,16 @@ def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any
     return fig
 
 
+def _open_loop_actions(ref: ModuleType, setup: Setup, n: int) -> np.ndarray | None:
+    """Box2D's action sequences of episodes 0..n-1 for the random and no-op policies (else None)."""
+    if setup.policy == "heuristic":
+        return None
+    if setup.policy == "random":
+        return np.stack([ref.random_actions(s, setup.continuous) for s in range(n)])
+    shape = (n, ref.MAX_EPISODE_STEPS) + ((2,) if setup.continuous else ())
+    return np.zeros(shape, np.float32 if setup.continuous else np.int32)
+
+
 def run(out: Path, quick: bool = False) -> dict[str, Any]:
     """Run the comparison (N = 1000 episodes per policy and side; 64 with ``quick``)."""
     ref = load_reference()
@@ -356,8 +441,21 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
         port = run_port_episodes(setup.policy, n, continuous=setup.continuous)
         t2 = time.perf_counter()
         seconds[setup.name] = {"box2d_s": t1 - t0, "port_s_with_compile": t2 - t1}
+        paired = run_port_paired(
+            [ref.initial_condition(s, setup.continuous) for s in range(n)], setup.continuous,
+            actions=_open_loop_actions(ref, setup, n))
+        t3 = time.perf_counter()
+        seconds[setup.name]["port_paired_s"] = t3 - t2
         port_stats = episode_stats(port["returns"], port["lengths"], port["outcomes"])
         box2d_stats = episode_stats(box2d.returns, box2d.lengths, box2d.outcomes)
+        pair = paired_stats(paired, box2d)
+        variants = {}
+        for variant, options in BOX2D_VARIANTS.items():
+            episodes = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous,
+                                        **options)
+            variants[variant] = episode_stats(episodes.returns, episodes.lengths, episodes.outcomes)
+            raw[f"box2d_{variant}_returns_{setup.name}"] = episodes.returns
+        seconds[setup.name]["box2d_variants_s"] = time.perf_counter() - t3
         ok, text = check_targets(setup, port_stats)
         all_pass &= ok
         rows[setup.name] = {
@@ -367,12 +465,17 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
             "port": port_stats, "box2d": box2d_stats,
             "box2d_meets_targets": check_targets(setup, box2d_stats)[0],
             "port_minus_box2d": _difference(port_stats, box2d_stats),
+            "paired": pair,
+            "box2d_variants": variants,
             "pass": ok,
             "verdict": f"{'PASS' if ok else 'FAIL'}: port {text}; Box2D mean return "
                        f"{box2d_stats['mean_return']:.1f}, length {box2d_stats['mean_length']:.1f}, "
-                       f"landings {100 * box2d_stats['landing_fraction']:.1f}%",
+                       f"landings {100 * box2d_stats['landing_fraction']:.1f}%; paired replays: "
+                       f"port - Box2D return {pair['mean_return_diff']:+.1f} ± "
+                       f"{pair['se_return_diff']:.1f}, same outcome {100 * pair['same_outcome']:.0f}%",
         }
-        for side, data in (("port", port), ("box2d", dataclasses.asdict(box2d))):
+        for side, data in (("port", port), ("box2d", dataclasses.asdict(box2d)),
+                           ("paired_port", paired)):
             for key in ("returns", "lengths", "outcomes"):
                 raw[f"{side}_{key}_{setup.name}"] = np.asarray(data[key])
     env = envelope(ref)
@@ -391,6 +494,10 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
         "axes": {"episodes": ["setup", "episode"], "envelope": ["case", "value"]},
         "box2d_seeds": f"reset(seed=i), i = 0..{n - 1}",
         "port_seeds": "jax.random.split(PRNGKey(0)) into one key per lane",
+        "paired": "port replays of the Box2D episodes: Box2D's post-reset bodies, terrain, "
+                  "dispersion numbers and (random, no-op) actions; heuristic in closed loop",
+        "box2d_variants": {name: f"Box2D episodes (same seeds) with {options}"
+                           for name, options in BOX2D_VARIANTS.items()},
         "rows": rows, "envelope": env_summary,
         "envelope_setup": {"speeds_m_s": DROP_SPEEDS, "tilts_rad": TILTS,
                            "tilt_drop_speed_m_s": TILT_SPEED,
