@@ -1,8 +1,7 @@
 """Contact manifolds between the lander's convex polygons and the terrain edges.
 
 For one polygon and one edge this follows the rules of Box2D 2.3's polygon-versus-edge test for an
-edge without neighbours, with the ground treated as solid below (its normal always points up, which
-also stands in for the continuous collision the original uses against tunnelling):
+edge without neighbours, with the ground treated as solid below (its normal always points up):
 
 * separation along the edge normal ``s_e = min_j n . (v_j - e_1)`` and along each polygon face
   normal, ``s_j = min(n_j . (e_1 - v_j), n_j . (e_2 - v_j))``;
@@ -12,191 +11,159 @@ also stands in for the continuous collision the original uses against tunnelling
   polygon reference: the edge is clipped to that face's extent. Nothing is left if both ends lie
   beyond the same side;
 * a clipped point is kept if its separation from the reference face is ``<= 0.02``. Its contact
-  point lies half-way across that gap, the normal points from the ground into the polygon.
+  point lies half-way across that gap; the normal points from the ground into the polygon.
 
-Everything is scalar per environment (see :mod:`kinematics`), branch-free with ``jnp.where``.
+A polygon narrower than an edge (all of the lander's are) meets at most the two edges under its
+leftmost and rightmost points. Arrays follow :mod:`kinematics`: vectors on axis 0, then the
+edge / vertex / slot axes, then any batch axes.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import terrain
-from jaxq.envs.lunar_lander.kinematics import Vec, rot
-
-_BIG = 1e9
+from jaxq.envs.lunar_lander.kinematics import any_of, dot2, expand, first_extreme, largest, perp, rotate, smallest, total
 
 
-class ContactPoint(NamedTuple):
-    """One manifold point: validity, world contact point, unit normal (ground to body) and the
-    separation of the two cores along it (contact exists for ``separation <= 0.02``)."""
+class Manifold(NamedTuple):
+    """Contact points over slot axes ``S``: ``valid [S]``, world ``point [2, S]``, unit ``normal
+    [2, S]`` (ground to body) and the cores' ``separation [S]`` (a point exists for ``<= 0.02``)."""
 
     valid: jax.Array
-    x: jax.Array
-    y: jax.Array
-    nx: jax.Array
-    ny: jax.Array
+    point: jax.Array
+    normal: jax.Array
     separation: jax.Array
 
 
-def _pick(masks: Sequence[jax.Array], values: Sequence[jax.Array]) -> jax.Array:
-    """``values[i]`` for the one ``i`` whose mask is set (one-hot select)."""
-    out = values[0]
-    for m, v in zip(masks[1:], values[1:]):
-        out = jnp.where(m, v, out)
-    return out
+def face_normals(local_verts: np.ndarray) -> np.ndarray:
+    """Outward unit normals ``[n, 2]`` of the faces ``v_j -> v_{j+1}`` of a CCW polygon."""
+    edge = np.roll(local_verts, -1, axis=0) - local_verts
+    return np.stack([edge[:, 1], -edge[:, 0]], -1) / np.linalg.norm(edge, axis=-1, keepdims=True)
 
 
-def _first_extreme(values: Sequence[jax.Array], largest: bool) -> list[jax.Array]:
-    """One-hot masks of the first index attaining the max (or min) of ``values``."""
-    best = values[0]
-    idx = jnp.zeros((), jnp.int32)
-    for i, v in enumerate(values[1:], start=1):
-        better = v > best if largest else v < best
-        best = jnp.where(better, v, best)
-        idx = jnp.where(better, i, idx)
-    return [idx == i for i in range(len(values))]
+def world_polygon(local_verts: np.ndarray, origin: jax.Array, cs: jax.Array, sn: jax.Array):
+    """World vertices and face normals ``[2, n, ...]`` of a polygon (``local_verts [n, 2]``)
+    placed at ``origin [2, ...]`` with angle cosine ``cs`` and sine ``sn``."""
+    lv = expand(local_verts.T, cs, 0)
+    ln = expand(face_normals(local_verts).T, cs, 0)
+    return origin[:, None] + rotate(cs[None], sn[None], lv), rotate(cs[None], sn[None], ln)
 
 
-def _clip(ax, ay, bx, by, ta, tb, lo, hi):
-    """Clip segment ``a -> b`` with coordinates ``ta``, ``tb`` along an axis to ``[lo, hi]``.
+def candidate_edges(heights: jax.Array, verts: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """End points ``e1, e2 [2, 2 edges]`` of the edges under the leftmost and rightmost vertex
+    (widened by the contact distance) and ``distinct [2]`` (False for a repeat of the first)."""
+    x = verts[0]
+    k = terrain.edge_index(jnp.stack([smallest(x) - C.CONTACT_DISTANCE, largest(x) + C.CONTACT_DISTANCE]))
+    x1 = k.astype(jnp.float32) * C.EDGE_LENGTH_X
+    e1 = jnp.stack([x1, jnp.take_along_axis(heights, k, 0)])
+    e2 = jnp.stack([x1 + C.EDGE_LENGTH_X, jnp.take_along_axis(heights, k + 1, 0)])
+    return e1, e2, jnp.stack([jnp.ones_like(k[0], bool), k[1] != k[0]])
 
-    Returns the two clipped end points and whether anything is left (not both ends beyond the
-    same side).
-    """
-    keep = ~(((ta < lo) & (tb < lo)) | ((ta > hi) & (tb > hi)))
+
+def _pick(mask: jax.Array, values: jax.Array) -> jax.Array:
+    """``values[:, i]`` for ``mask [E, n]`` one-hot in ``n``: ``values [2, n]`` -> ``[2, E]``."""
+    return total(mask[None] * values[:, None], 2)
+
+
+def _axes(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array):
+    """Edge directions and upward normals ``[2, E]``, lengths ``[E]``, and the separations along
+    the edge normal ``[E]`` and along every polygon face normal ``[E, n]``."""
+    d = e2 - e1
+    length = jnp.sqrt(dot2(d, d))
+    d = d / length[None]
+    n = perp(d)
+    rel1 = e1[:, :, None] - verts[:, None]  # [2, E, n]
+    rel2 = e2[:, :, None] - verts[:, None]
+    s_edge = smallest(-dot2(rel1, n[:, :, None]), 1)
+    s_faces = jnp.minimum(dot2(rel1, normals[:, None]), dot2(rel2, normals[:, None]))
+    return d, n, length, s_edge, s_faces
+
+
+def _clip(a: jax.Array, b: jax.Array, ta: jax.Array, tb: jax.Array, hi: jax.Array):
+    """Clip segments ``a -> b`` (``[2, E]``; coordinates ``ta``, ``tb`` along an axis) to
+    ``[0, hi]``. Returns the clipped end points and whether anything is left."""
+    keep = ~(((ta < 0) & (tb < 0)) | ((ta > hi) & (tb > hi)))
     den = tb - ta
     den = jnp.where(jnp.abs(den) > 1e-12, den, 1.0)
 
-    def end(t):
-        s = (jnp.clip(t, lo, hi) - ta) / den
-        return ax + s * (bx - ax), ay + s * (by - ay)
+    def end(p, t):
+        inside = (t >= 0) & (t <= hi)
+        s = (jnp.clip(t, 0.0, hi) - ta) / den
+        return jnp.where(inside[None], p, a + s[None] * (b - a))
 
-    pa = end(ta)
-    pb = end(tb)
-    # A segment lying entirely inside keeps its own end points exactly.
-    pa = (jnp.where((ta >= lo) & (ta <= hi), ax, pa[0]), jnp.where((ta >= lo) & (ta <= hi), ay, pa[1]))
-    pb = (jnp.where((tb >= lo) & (tb <= hi), bx, pb[0]), jnp.where((tb >= lo) & (tb <= hi), by, pb[1]))
-    return pa, pb, keep
+    return end(a, ta), end(b, tb), keep
 
 
-def polygon_edge(verts: Sequence[Vec], normals: Sequence[Vec], e1: Vec, e2: Vec) -> tuple[ContactPoint, ContactPoint]:
-    """Manifold (two slots) of a convex CCW polygon against the edge ``e1 -> e2`` (left to right).
+def polygon_edges(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array, distinct: jax.Array) -> Manifold:
+    """Manifolds of one polygon (``verts``, ``normals [2, n]``) against edges ``e1 -> e2 [2, E]``.
 
-    ``verts[j]`` and the outward ``normals[j]`` of face ``j`` (from ``verts[j]`` to
-    ``verts[j+1]``) are in world coordinates.
+    Returns slots ``[E, 2]`` (two per edge).
     """
-    n_v = len(verts)
-    dx, dy = e2[0] - e1[0], e2[1] - e1[1]
-    length = jnp.sqrt(dx * dx + dy * dy)
-    dx, dy = dx / length, dy / length
-    nx, ny = -dy, dx  # upward edge normal
-
-    s_edge = verts[0][0] * 0 + _BIG
-    for vx, vy in verts:
-        s_edge = jnp.minimum(s_edge, nx * (vx - e1[0]) + ny * (vy - e1[1]))
-    s_faces = [
-        jnp.minimum(fx * (e1[0] - vx) + fy * (e1[1] - vy), fx * (e2[0] - vx) + fy * (e2[1] - vy))
-        for (vx, vy), (fx, fy) in zip(verts, normals)
-    ]
-    ref_face = _first_extreme(s_faces, largest=True)
-    s_poly = _pick(ref_face, s_faces)
-    touching = (s_edge <= C.CONTACT_DISTANCE) & (s_poly <= C.CONTACT_DISTANCE)
+    d, n, length, s_edge, s_faces = _axes(verts, normals, e1, e2)
+    ref = first_extreme(s_faces, 1, biggest=True)  # [E, n]
+    s_poly = largest(s_faces, 1)
+    touching = distinct & (s_edge <= C.CONTACT_DISTANCE) & (s_poly <= C.CONTACT_DISTANCE)
     face_ref = s_poly > C.AXIS_RELATIVE_TOL * s_edge + C.AXIS_ABSOLUTE_TOL
 
-    # Edge as reference: clip the most anti-parallel polygon face to the edge's extent.
-    inc = _first_extreme([fx * nx + fy * ny for fx, fy in normals], largest=False)
-    nxt = inc[-1:] + inc[:-1]  # mask of the following vertex
-    ax, ay = _pick(inc, [v[0] for v in verts]), _pick(inc, [v[1] for v in verts])
-    bx, by = _pick(nxt, [v[0] for v in verts]), _pick(nxt, [v[1] for v in verts])
-    ta = dx * (ax - e1[0]) + dy * (ay - e1[1])
-    tb = dx * (bx - e1[0]) + dy * (by - e1[1])
-    pa_e, pb_e, keep_e = _clip(ax, ay, bx, by, ta, tb, 0.0, length)
+    # Edge as reference: clip the polygon face most anti-parallel to n to the edge's extent.
+    inc = first_extreme(dot2(normals[:, None], n[:, :, None]), 1, biggest=False)  # [E, n]
+    a, b = _pick(inc, verts), _pick(jnp.roll(inc, 1, 1), verts)
+    pa_e, pb_e, keep_e = _clip(a, b, dot2(a - e1, d), dot2(b - e1, d), length)
 
     # Polygon face as reference: clip the edge to that face's extent.
-    rnx, rny = _pick(ref_face, [f[0] for f in normals]), _pick(ref_face, [f[1] for f in normals])
-    nxt_r = ref_face[-1:] + ref_face[:-1]
-    r1x, r1y = _pick(ref_face, [v[0] for v in verts]), _pick(ref_face, [v[1] for v in verts])
-    r2x, r2y = _pick(nxt_r, [v[0] for v in verts]), _pick(nxt_r, [v[1] for v in verts])
-    fdx, fdy = r2x - r1x, r2y - r1y  # face direction, length = face length
-    flen2 = fdx * fdx + fdy * fdy
-    t1 = (fdx * (e1[0] - r1x) + fdy * (e1[1] - r1y)) / flen2
-    t2 = (fdx * (e2[0] - r1x) + fdy * (e2[1] - r1y)) / flen2
-    pa_f, pb_f, keep_f = _clip(e1[0], e1[1], e2[0], e2[1], t1, t2, 0.0, 1.0)
+    rn, r1, r2 = _pick(ref, normals), _pick(ref, verts), _pick(jnp.roll(ref, 1, 1), verts)
+    f = r2 - r1
+    f2 = dot2(f, f)
+    pa_f, pb_f, keep_f = _clip(e1, e2, dot2(e1 - r1, f) / f2, dot2(e2 - r1, f) / f2, jnp.ones_like(f2))
 
+    p_e = jnp.stack([pa_e, pb_e], 2)  # [2, E, 2 slots]
+    p_f = jnp.stack([pa_f, pb_f], 2)
+    s_e = dot2(p_e - e1[:, :, None], n[:, :, None])  # [E, 2 slots]
+    s_f = dot2(p_f - r1[:, :, None], rn[:, :, None])
+    fr = face_ref[:, None]
+    sep = jnp.where(fr, s_f, s_e)
+    point = jnp.where(fr[None], p_f - 0.5 * s_f[None] * rn[:, :, None], p_e - 0.5 * s_e[None] * n[:, :, None])
+    normal = jnp.where(fr[None], -rn[:, :, None], n[:, :, None]) + jnp.zeros_like(point)
     keep = touching & jnp.where(face_ref, keep_f, keep_e)
-    out = []
-    for pe, pf in ((pa_e, pa_f), (pb_e, pb_f)):
-        s_e = nx * (pe[0] - e1[0]) + ny * (pe[1] - e1[1])
-        s_f = rnx * (pf[0] - r1x) + rny * (pf[1] - r1y)
-        sep = jnp.where(face_ref, s_f, s_e)
-        # Normal from ground to polygon; the contact point sits half-way across the gap.
-        cnx, cny = jnp.where(face_ref, -rnx, nx), jnp.where(face_ref, -rny, ny)
-        px = jnp.where(face_ref, pf[0] - 0.5 * s_f * rnx, pe[0] - 0.5 * s_e * nx)
-        py = jnp.where(face_ref, pf[1] - 0.5 * s_f * rny, pe[1] - 0.5 * s_e * ny)
-        out.append(ContactPoint(keep & (sep <= C.CONTACT_DISTANCE), px, py, cnx, cny, sep))
-    return out[0], out[1]
+    return Manifold(keep[:, None] & (sep <= C.CONTACT_DISTANCE), point, normal, sep)
 
 
-def world_polygon(local_verts, ox, oy, cs, sn) -> tuple[list[Vec], list[Vec]]:
-    """World vertices and outward face normals of a CCW polygon placed at ``(ox, oy)``, angle with
-    cosine ``cs`` and sine ``sn``. ``local_verts`` is a NumPy ``[n, 2]`` array of constants."""
-    verts = [(ox + x, oy + y) for x, y in (rot(cs, sn, float(px), float(py)) for px, py in local_verts)]
-    normals = []
-    n = len(local_verts)
-    for j in range(n):
-        ex, ey = local_verts[(j + 1) % n] - local_verts[j]
-        el = float((ex * ex + ey * ey) ** 0.5)
-        normals.append(rot(cs, sn, float(ey) / el, float(-ex) / el))
-    return verts, normals
+def polygon_terrain(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> Manifold:
+    """All manifold points of a polygon against the ground: four slots."""
+    m = polygon_edges(verts, normals, *candidate_edges(heights, verts))
+    rest = m.valid.shape[2:]
+    return Manifold(
+        valid=m.valid.reshape((4,) + rest),
+        point=m.point.reshape((2, 4) + rest),
+        normal=m.normal.reshape((2, 4) + rest),
+        separation=m.separation.reshape((4,) + rest),
+    )
 
 
-def candidate_edges(heights: jax.Array, verts: Sequence[Vec]) -> tuple[tuple[Vec, Vec, jax.Array], ...]:
-    """The (at most two) edges under a polygon's x-extent, widened by the contact distance.
-
-    Returns ``(e1, e2, distinct)`` for the edge under the leftmost and under the rightmost point;
-    ``distinct`` is False for the second when both are the same edge (it must then be ignored).
-    The polygons here are narrower than an edge (2 m), so two edges always suffice.
-    """
-    xmin = xmax = verts[0][0]
-    for vx, _ in verts[1:]:
-        xmin, xmax = jnp.minimum(xmin, vx), jnp.maximum(xmax, vx)
-    k_lo = terrain.edge_index(xmin - C.CONTACT_DISTANCE)
-    k_hi = terrain.edge_index(xmax + C.CONTACT_DISTANCE)
-    out = []
-    for k, distinct in ((k_lo, jnp.ones((), bool)), (k_hi, k_hi != k_lo)):
-        x1, y1, x2, y2 = terrain.edge_points(heights, k)
-        out.append(((x1, y1), (x2, y2), distinct))
-    return tuple(out)
+def separation(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> jax.Array:
+    """Smallest separating-axis distance between the polygon's core and the ground (negative when
+    overlapping): ``max(s_edge, max_j s_j)``, minimised over the candidate edges."""
+    e1, e2, distinct = candidate_edges(heights, verts)
+    _, _, _, s_edge, s_faces = _axes(verts, normals, e1, e2)
+    return smallest(jnp.where(distinct, jnp.maximum(s_edge, largest(s_faces, 1)), jnp.inf))
 
 
-def polygon_terrain(heights: jax.Array, verts, normals) -> list[ContactPoint]:
-    """All manifold points (four slots: two per candidate edge) of a polygon against the ground."""
-    points = []
-    for e1, e2, distinct in candidate_edges(heights, verts):
-        for p in polygon_edge(verts, normals, e1, e2):
-            points.append(p._replace(valid=p.valid & distinct))
-    return points
-
-
-def best_two(points: Sequence[ContactPoint]) -> tuple[ContactPoint, ContactPoint]:
-    """The two valid points with the smallest separation (invalid slots sort last)."""
-    keys = [jnp.where(p.valid, p.separation, _BIG) for p in points]
-    n = len(points)
-    ranks = []
-    for i in range(n):
-        r = jnp.zeros((), jnp.int32)
-        for j in range(n):
-            if j != i:
-                ahead = (keys[j] < keys[i]) if j > i else (keys[j] <= keys[i])
-                r = r + ahead.astype(jnp.int32)
-        ranks.append(r)
-    out = []
-    for slot in range(2):
-        masks = [r == slot for r in ranks]
-        out.append(ContactPoint(*(_pick(masks, [getattr(p, f) for p in points]) for f in ContactPoint._fields)))
-    return out[0], out[1]
+def best_two(m: Manifold) -> Manifold:
+    """The two valid points with the smallest separation out of four (invalid ones sort last)."""
+    key = jnp.where(m.valid, m.separation, jnp.inf)
+    earlier = expand(np.tril(np.ones((4, 4), bool), -1).astype(np.float32), key, 1) > 0.5  # j < i
+    ahead = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & earlier)
+    rank = total(ahead.astype(jnp.float32), 1)  # [4], a permutation of 0..3
+    pick = (rank[None] == expand(np.arange(2, dtype=np.float32)[:, None], rank, 1)).astype(jnp.float32)  # [2, 4]
+    return Manifold(
+        valid=total(pick * m.valid[None], 1) > 0.5,
+        point=total(pick[None] * m.point[:, None], 2),
+        normal=total(pick[None] * m.normal[:, None], 2),
+        separation=total(pick * jnp.where(m.valid, m.separation, 0.0)[None], 1),
+    )

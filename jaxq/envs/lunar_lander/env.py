@@ -101,10 +101,10 @@ class EnvState(environment.EnvState):
 # --- observation and reward -------------------------------------------------------------------
 
 
-def hull_origin(mech: physics.Mechanism) -> tuple[jax.Array, jax.Array]:
-    """The hull's body origin ``P = c - R(theta) (0, h)``."""
-    cx, cy, th = mech.position[0], mech.position[1], mech.position[2]
-    return cx + jnp.sin(th) * C.LANDER_COM_Y, cy - jnp.cos(th) * C.LANDER_COM_Y
+def hull_origin(mech: physics.Mechanism) -> jax.Array:
+    """The hull's body origin ``P = c - R(theta) (0, h)``, ``[2]``."""
+    th = mech.position[2]
+    return mech.position[:2] + C.LANDER_COM_Y * jnp.stack([jnp.sin(th), -jnp.cos(th)])
 
 
 def observation(state: EnvState) -> jax.Array:
@@ -178,26 +178,24 @@ def decode_action(action: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
 
 
 def engine_impulse(state: EnvState, action: jax.Array, dispersion: jax.Array, params: EnvParams):
-    """Engine impulse on the hull: ``(J_x, J_y, L)`` about its centre of mass, and the throttles."""
+    """Engine impulse on the hull, ``[J_x, J_y, L]`` with ``L`` about its centre of mass, and the
+    throttles ``(main_power, side_power, side_direction)``."""
     main, side, direction = decode_action(action)
     d0, d1 = dispersion[0], dispersion[1]
-    cx, cy, th = state.mech.position[0], state.mech.position[1], state.mech.position[2]
+    com, th = state.mech.position[:2], state.mech.position[2]
     cs, sn = jnp.cos(th), jnp.sin(th)
-    px, py = hull_origin(state.mech)
-    # Main engine: nozzle offset o = (-d1, -(4/30 + 2 d0)) in the lander frame, J = -13 m R o.
-    mox, moy = K.rot(cs, sn, -d1, -(C.MAIN_ENGINE_Y + 2.0 * d0))
-    mj = params.main_engine_power * main
-    jmx, jmy = -mox * mj, -moy * mj
-    lm = K.cross(px + mox - cx, py + moy - cy, jmx, jmy)
-    # Side engine: offset o = (-u, -d0) with u = 3 d1 + 0.4 s, plus the (17/30, 14/30) height quirk.
-    us = 3.0 * d1 + direction * C.SIDE_ENGINE_AWAY
-    sox, soy = K.rot(cs, sn, -us, -d0)
-    sj = params.side_engine_power * side
-    jsx, jsy = -sox * sj, -soy * sj
-    ax = px + sox - sn * C.SIDE_ENGINE_HEIGHT_X
-    ay = py + soy + cs * C.SIDE_ENGINE_HEIGHT_Y
-    ls = K.cross(ax - cx, ay - cy, jsx, jsy)
-    return (jmx + jsx, jmy + jsy, lm + ls), (main, side, direction)
+    # Nozzle offsets in the lander frame (columns: main, side): main (-d1, -(4/30 + 2 d0)), side
+    # (-u, -d0) with u = 3 d1 + 0.4 s. Each engine pushes the hull by -power * throttle * offset.
+    offsets = jnp.stack(
+        [jnp.stack([-d1, -(3.0 * d1 + direction * C.SIDE_ENGINE_AWAY)]), jnp.stack([-(C.MAIN_ENGINE_Y + 2.0 * d0), -d0])]
+    )
+    world = K.rotate(cs, sn, offsets)  # [2 xy, 2 engines]
+    push = -world * jnp.stack([params.main_engine_power * main, params.side_engine_power * side])[None]
+    # The side engine's point is raised by (17/30, 14/30) (x, y parts) along the lander's up axis.
+    quirk = jnp.stack([jnp.stack([0.0, -sn * C.SIDE_ENGINE_HEIGHT_X]), jnp.stack([0.0, cs * C.SIDE_ENGINE_HEIGHT_Y])])
+    point = hull_origin(state.mech)[:, None] + world + quirk
+    angular = K.cross(point - com[:, None], push).sum()
+    return jnp.concatenate([push.sum(1), angular[None]]), (main, side, direction)
 
 
 def _wind(state: EnvState, params: EnvParams):
@@ -226,8 +224,8 @@ def transition(state: EnvState, action: jax.Array, dispersion: jax.Array, params
     """
     dispersion = jnp.asarray(dispersion, jnp.float32)
     force, torque, wind_idx, torque_idx = _wind(state, params)
-    (jx, jy, ang), (main, side, direction) = engine_impulse(state, action, dispersion, params)
-    impulse = (jx + C.DT * force, jy, ang + C.DT * torque)
+    engines, (main, side, direction) = engine_impulse(state, action, dispersion, params)
+    impulse = engines + C.DT * jnp.stack([force, jnp.zeros_like(force), torque])
     mech, res = physics.physics_step(state.mech, state.heights, impulse, _forces(params), _config(params))
     nxt = state.replace(
         mech=mech,
@@ -272,10 +270,10 @@ def _state(heights, mech, leg_contact, prev_shaping, wind_idx, torque_idx, time)
     return st.replace(prev_shaping=jnp.asarray(prev_shaping, jnp.float32))
 
 
-def _mechanism(position, velocity) -> physics.Mechanism:
+def _mechanism(position: jax.Array, velocity: jax.Array) -> physics.Mechanism:
     return physics.Mechanism(
-        position=jnp.stack(position).astype(jnp.float32),
-        velocity=jnp.stack(velocity).astype(jnp.float32),
+        position=jnp.asarray(position, jnp.float32),
+        velocity=jnp.asarray(velocity, jnp.float32),
         impulses=jnp.zeros((solver.N_ROWS,), jnp.float32),
         calm_steps=jnp.zeros((3,), jnp.int32),
     )
@@ -309,7 +307,7 @@ def reset_state(key: jax.Array, params: EnvParams) -> EnvState:
     vy = g * C.DT + C.RESET_VY_FY * fy
     w = C.RESET_OMEGA_FX * fx + C.RESET_OMEGA_TAU * tau
     zero = jnp.zeros((), jnp.float32)
-    mech = _mechanism([cx, cy, th, q[0], q[1]], [vx, vy, w, zero, zero])
+    mech = _mechanism(jnp.stack([cx, cy, th, q[0], q[1]]), jnp.stack([vx, vy, w, zero, zero]))
     return _state(heights, mech, jnp.zeros((2,), bool), None, wind_idx + step, torque_idx + step, 0)
 
 
@@ -340,27 +338,24 @@ def state_from_bodies(
     velocity = jnp.asarray(velocity, jnp.float32)
     angular_velocity = jnp.asarray(angular_velocity, jnp.float32)
     th = angle[0]
-    cx = origin[0, 0] - jnp.sin(th) * C.LANDER_COM_Y
-    cy = origin[0, 1] + jnp.cos(th) * C.LANDER_COM_Y
-    q = [angle[k + 1] - th - C.LEG_REFERENCE_ANGLE[k] for k in range(2)]
-    p = K.pose(cx, cy, th, q[0], q[1])
-    u = K.project_velocities(p, [(velocity[b, 0], velocity[b, 1]) for b in range(3)], [angular_velocity[b] for b in range(3)])
-    mech = _mechanism([cx, cy, th, q[0], q[1]], list(u))
+    com = origin[0] + C.LANDER_COM_Y * jnp.stack([-jnp.sin(th), jnp.cos(th)])
+    q = angle[1:] - th - jnp.asarray(C.LEG_REFERENCE_ANGLE, jnp.float32)
+    position = jnp.concatenate([com, th[None], q])
+    u = K.project_velocities(K.pose(position), velocity.T, angular_velocity)
+    mech = _mechanism(position, u)
     return _state(terrain_heights, mech, leg_contact, prev_shaping, 0, 0, time)
 
 
 def body_poses(state: EnvState) -> dict[str, jax.Array]:
     """World origin ``[3, 2]``, angle ``[3]``, centre-of-mass velocity ``[3, 2]`` and angular
     velocity ``[3]`` of hull, legs[0] (the +x-side leg) and legs[1]."""
-    pos = state.mech.position
-    p = K.pose(pos[0], pos[1], pos[2], pos[3], pos[4])
-    vel, ang = K.body_velocities(p, tuple(state.mech.velocity[i] for i in range(5)))
-    angles = [pos[2]] + [pos[2] + pos[3 + k] + C.LEG_REFERENCE_ANGLE[k] for k in range(2)]
+    p = K.pose(state.mech.position)
+    vel, ang = K.body_velocities(p, state.mech.velocity)
     return {
-        "origin": jnp.stack([jnp.stack(p.origin)] + [jnp.stack(c) for c in p.leg_com]),
-        "angle": jnp.stack(angles),
-        "velocity": jnp.stack([jnp.stack(v) for v in vel]),
-        "angular_velocity": jnp.stack(ang),
+        "origin": jnp.concatenate([p.origin[:, None], p.leg_com], 1).T,
+        "angle": jnp.concatenate([state.mech.position[2:3], p.leg_angle]),
+        "velocity": vel.T,
+        "angular_velocity": ang,
     }
 
 

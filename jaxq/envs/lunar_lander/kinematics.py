@@ -8,184 +8,227 @@ exactly by construction.
 
 Leg ``k`` hangs from the hull's body origin ``P = c - R(theta) (0, h)`` (``h`` = height of the
 hull's centre of mass above its origin); its centre is ``c_k = P - R(theta_k) a_k`` with ``a_k``
-the joint anchor in leg coordinates and ``theta_k = theta + q_k + ref_k``.
+the joint anchor in leg coordinates and ``theta_k = theta + q_k + ref_k``. A point ``x`` of leg
+``k`` moves with ``v + omega perp(x - c) + qd_k perp(x - P)``, ``perp(a) = (-a_y, a_x)``.
 
-Every function here works on one environment with scalar arrays (vectors are ``(x, y)`` tuples),
-so that ``vmap`` turns each operation into a single vector operation over the batch.
+Array convention of the physics modules: structure axes first, batch axes last. A 2-D vector is
+``[2, ...]`` (x, y on axis 0), a 5x5 matrix ``[5, 5, ...]``; any trailing axes (the batch of
+environments) broadcast through. Sums, minima and maxima over the small structure axes are
+unrolled into elementwise operations (:func:`total`, :func:`smallest`, ...): XLA:CPU fuses those
+into plain vectorised loops over the batch, while a ``reduce`` over a short axis becomes a
+library call that is slow at these sizes.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import functools
+import operator
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxq.envs.lunar_lander import constants as C
 
-Vec = tuple[jax.Array, jax.Array]
-N_DOF = 5
+_ANCHOR = np.array(C.LEG_ANCHOR, np.float32).T  # [2 xy, 2 legs]
+_REF = np.array(C.LEG_REFERENCE_ANGLE, np.float32)  # [2]
 
 
-def rot(cs: jax.Array, sn: jax.Array, x, y) -> Vec:
-    """``R(theta) (x, y)`` given ``cos theta``, ``sin theta``."""
-    return cs * x - sn * y, sn * x + cs * y
+def expand(const: np.ndarray, like: jax.Array, leading: int) -> jax.Array:
+    """A constant given trailing unit axes so it broadcasts against the batch axes of ``like``
+    (the axes after its first ``leading`` structure axes)."""
+    return jnp.asarray(const, jnp.float32).reshape(const.shape + (1,) * (like.ndim - leading))
 
 
-def cross(ax, ay, bx, by) -> jax.Array:
-    """``a_x b_y - a_y b_x``."""
-    return ax * by - ay * bx
+def _fold(op: Callable, x: jax.Array, axis: int) -> jax.Array:
+    parts = [jax.lax.index_in_dim(x, i, axis, keepdims=False) for i in range(x.shape[axis])]
+    return functools.reduce(op, parts)
+
+
+def total(x: jax.Array, axis: int = 0) -> jax.Array:
+    """Sum over a short structure axis, unrolled."""
+    return _fold(operator.add, x, axis)
+
+
+def smallest(x: jax.Array, axis: int = 0) -> jax.Array:
+    """Minimum over a short structure axis, unrolled."""
+    return _fold(jnp.minimum, x, axis)
+
+
+def largest(x: jax.Array, axis: int = 0) -> jax.Array:
+    """Maximum over a short structure axis, unrolled."""
+    return _fold(jnp.maximum, x, axis)
+
+
+def any_of(x: jax.Array, axis: int = 0) -> jax.Array:
+    """Logical or over a short structure axis, unrolled."""
+    return _fold(operator.or_, x, axis)
+
+
+def first_extreme(x: jax.Array, axis: int, biggest: bool) -> jax.Array:
+    """Float one-hot mask (same shape as ``x``) of the first index along ``axis`` where ``x`` is
+    maximal (``biggest``) or minimal."""
+    best = largest(x, axis) if biggest else smallest(x, axis)
+    hits = x == jnp.expand_dims(best, axis)
+    out, seen = [], None
+    for i in range(x.shape[axis]):
+        h = jax.lax.index_in_dim(hits, i, axis, keepdims=False)
+        out.append(h if seen is None else h & ~seen)
+        seen = h if seen is None else seen | h
+    return jnp.stack(out, axis).astype(jnp.float32)
+
+
+def dot2(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Dot product of vectors on axis 0."""
+    return a[0] * b[0] + a[1] * b[1]
+
+
+def rotate(cs: jax.Array, sn: jax.Array, v: jax.Array) -> jax.Array:
+    """``R(theta) v`` for vectors ``v [2, ...]``, with ``cs``, ``sn`` broadcast against ``v[0]``."""
+    return jnp.stack([cs * v[0] - sn * v[1], sn * v[0] + cs * v[1]])
+
+
+def cross(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a_x b_y - a_y b_x`` for vectors on axis 0."""
+    return a[0] * b[1] - a[1] * b[0]
+
+
+def perp(a: jax.Array) -> jax.Array:
+    """``(-a_y, a_x)`` for vectors on axis 0."""
+    return jnp.stack([-a[1], a[0]])
+
+
+def matvec(a: jax.Array, x: jax.Array) -> jax.Array:
+    """``a @ x`` for ``a [n, m, ...]``, ``x [m, ...]``."""
+    return total(a * x[None], 1)
+
+
+def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a @ b`` for ``a [n, m, ...]``, ``b [m, p, ...]``."""
+    return total(a[:, :, None] * b[None], 1)
+
+
+def transpose(a: jax.Array) -> jax.Array:
+    """Swap the two structure axes of a matrix ``[n, m, ...]``."""
+    return jnp.swapaxes(a, 0, 1)
 
 
 class Pose(NamedTuple):
-    """World poses of the three bodies derived from the reduced coordinates.
+    """World poses of the bodies for reduced positions.
 
-    ``com``/``cs``/``sn``: hull centre of mass and the cosine/sine of its angle; ``origin``: the
-    hull's body origin (the joint point); ``leg_com[k]``, ``leg_cs[k]``, ``leg_sn[k]``: leg centres
-    (= leg origins) and the cosine/sine of the leg angles.
+    ``com [2]`` hull centre of mass, ``cs``/``sn`` cosine and sine of the hull angle, ``origin
+    [2]`` hull body origin (the joint point); ``leg_com [2, 2 legs]`` leg centres (= leg origins),
+    ``leg_angle``/``leg_cs``/``leg_sn [2 legs]`` (all with trailing batch axes).
     """
 
-    com: Vec
+    com: jax.Array
     cs: jax.Array
     sn: jax.Array
-    origin: Vec
-    leg_com: tuple[Vec, Vec]
-    leg_cs: tuple[jax.Array, jax.Array]
-    leg_sn: tuple[jax.Array, jax.Array]
+    origin: jax.Array
+    leg_com: jax.Array
+    leg_angle: jax.Array
+    leg_cs: jax.Array
+    leg_sn: jax.Array
 
 
-def pose(cx, cy, theta, q0, q1) -> Pose:
-    """World poses of hull and legs for reduced positions ``(c, theta, q)``."""
-    cs, sn = jnp.cos(theta), jnp.sin(theta)
-    ox, oy = cx + sn * C.LANDER_COM_Y, cy - cs * C.LANDER_COM_Y
-    legs, lcs, lsn = [], [], []
-    for k, q in enumerate((q0, q1)):
-        a = theta + q + C.LEG_REFERENCE_ANGLE[k]
-        kc, ks = jnp.cos(a), jnp.sin(a)
-        ax, ay = rot(kc, ks, *C.LEG_ANCHOR[k])
-        legs.append((ox - ax, oy - ay))
-        lcs.append(kc)
-        lsn.append(ks)
-    return Pose((cx, cy), cs, sn, (ox, oy), tuple(legs), tuple(lcs), tuple(lsn))
+def pose(position: jax.Array) -> Pose:
+    """Poses of hull and legs for reduced positions ``[5, ...]``."""
+    com, th, q = position[:2], position[2], position[3:]
+    cs, sn = jnp.cos(th), jnp.sin(th)
+    origin = jnp.stack([com[0] + sn * C.LANDER_COM_Y, com[1] - cs * C.LANDER_COM_Y])
+    leg_angle = th[None] + q + expand(_REF, q, 1)
+    lcs, lsn = jnp.cos(leg_angle), jnp.sin(leg_angle)
+    leg_com = origin[:, None] - rotate(lcs, lsn, expand(_ANCHOR, position, 1))
+    return Pose(com, cs, sn, origin, leg_com, leg_angle, lcs, lsn)
 
 
-class MassMatrix(NamedTuple):
-    """The reduced mass matrix in block form, ready for solves.
+def mass_matrix(p: Pose) -> jax.Array:
+    """The 5x5 reduced mass matrix ``M = T^T M_bodies T`` (kinetic energy ``u^T M u / 2``).
 
-    ``M = [[Hh, B], [B^T, D]]`` with the 3x3 hull block ``Hh``, one column ``B[:, k]`` per leg and
-    the constant diagonal ``D = diag(I_joint, I_joint)`` (a leg's inertia about its joint; legs do
-    not couple to each other directly). Stored: the columns ``b[k] = B[:, k]`` and the Cholesky
-    factor ``L`` (lower, row-major ``l00, l10, l11, l20, l21, l22``) of the Schur complement
-    ``S = Hh - B D^-1 B^T``, the hull's articulated inertia.
+    With ``g_k = perp(c_k - c)``, ``e_k = perp(c_k - P)``, leg mass ``m``, leg inertia ``I``:
+    ``M_vv = (m_L + 2m) I_2``, ``M_vw = m sum g_k``, ``M_vq_k = m e_k``,
+    ``M_ww = I_L + sum(m |g_k|^2 + I)``, ``M_wq_k = m g_k . e_k + I``, ``M_q_kq_k = m |a_k|^2 + I``
+    and ``M_q0q1 = 0`` (the legs couple only through the hull).
     """
+    m, i_leg = C.LEG_MASS, C.LEG_INERTIA
+    g = perp(p.leg_com - p.com[:, None])  # [2 xy, 2 legs, ...]
+    e = perp(p.leg_com - p.origin[:, None])
+    zero = jnp.zeros_like(p.cs)
+    mt = zero + (C.LANDER_MASS + 2 * m)
+    mvw = m * total(g, 1)
+    mww = C.LANDER_INERTIA + total(m * dot2(g, g) + i_leg)
+    mwq = m * dot2(g, e) + i_leg  # [2 legs, ...]
+    d = zero + C.LEG_JOINT_INERTIA
+    return jnp.stack(
+        [
+            jnp.stack([mt, zero, mvw[0], m * e[0, 0], m * e[0, 1]]),
+            jnp.stack([zero, mt, mvw[1], m * e[1, 0], m * e[1, 1]]),
+            jnp.stack([mvw[0], mvw[1], mww, mwq[0], mwq[1]]),
+            jnp.stack([m * e[0, 0], m * e[1, 0], mwq[0], d, zero]),
+            jnp.stack([m * e[0, 1], m * e[1, 1], mwq[1], zero, d]),
+        ]
+    )
 
-    b: tuple[tuple[jax.Array, jax.Array, jax.Array], tuple[jax.Array, jax.Array, jax.Array]]
-    l: tuple[jax.Array, jax.Array, jax.Array, jax.Array, jax.Array, jax.Array]
+
+def solve3(s: jax.Array, r: jax.Array) -> jax.Array:
+    """Solve the 3x3 system ``s x = r`` (``r [3, ...]`` or ``[3, n, ...]``) by cofactors."""
+    c00 = s[1, 1] * s[2, 2] - s[1, 2] * s[2, 1]
+    c01 = s[1, 2] * s[2, 0] - s[1, 0] * s[2, 2]
+    c02 = s[1, 0] * s[2, 1] - s[1, 1] * s[2, 0]
+    c10 = s[0, 2] * s[2, 1] - s[0, 1] * s[2, 2]
+    c11 = s[0, 0] * s[2, 2] - s[0, 2] * s[2, 0]
+    c12 = s[0, 1] * s[2, 0] - s[0, 0] * s[2, 1]
+    c20 = s[0, 1] * s[1, 2] - s[0, 2] * s[1, 1]
+    c21 = s[0, 2] * s[1, 0] - s[0, 0] * s[1, 2]
+    c22 = s[0, 0] * s[1, 1] - s[0, 1] * s[1, 0]
+    det = s[0, 0] * c00 + s[0, 1] * c01 + s[0, 2] * c02
+    adj = jnp.stack([jnp.stack([c00, c10, c20]), jnp.stack([c01, c11, c21]), jnp.stack([c02, c12, c22])])
+    if r.ndim == s.ndim - 1:
+        return matvec(adj, r) / det
+    return matmul(adj, r) / det
 
 
-def mass_matrix(p: Pose) -> MassMatrix:
-    """Assemble ``M`` from the kinetic energy of hull and legs and factor its Schur complement.
+def solve_arrow(k: jax.Array, r: jax.Array) -> jax.Array:
+    """Solve ``k x = r`` for a 5x5 matrix whose joint block ``k[3:, 3:]`` is diagonal.
 
-    With ``g_k = perp(c_k - c)``, ``e_k = perp(c_k - P)`` (``perp(a) = (-a_y, a_x)``), leg mass
-    ``m`` and leg inertia ``I``:
-    ``Hh = [[m_L + 2m, 0, m sum g_x], [., m_L + 2m, m sum g_y], [., ., I_L + sum(m |g_k|^2 + I)]]``,
-    ``B[:, k] = (m e_kx, m e_ky, m g_k . e_k + I)``, ``D_k = m |a_k|^2 + I``.
+    The mass matrix and everything constraint rows add to it (each row acts on the hull and at
+    most one joint) have that shape. Eliminates the two joint unknowns and solves the 3x3 Schur
+    complement ``k_hh - k_hq D^-1 k_qh`` directly; ``k`` need not be symmetric. ``r`` is ``[5, ...]``
+    or ``[5, n, ...]`` (several right-hand sides).
     """
-    m, i_leg, d = C.LEG_MASS, C.LEG_INERTIA, C.LEG_JOINT_INERTIA
-    (cx, cy), (ox, oy) = p.com, p.origin
-    h00 = C.LANDER_MASS + 2 * m
-    h02 = h12 = 0.0
-    h22 = C.LANDER_INERTIA
-    cols = []
-    for lx, ly in p.leg_com:
-        gx, gy = -(ly - cy), lx - cx
-        ex, ey = -(ly - oy), lx - ox
-        h02 = h02 + m * gx
-        h12 = h12 + m * gy
-        h22 = h22 + m * (gx * gx + gy * gy) + i_leg
-        cols.append((m * ex, m * ey, m * (gx * ex + gy * ey) + i_leg))
-    (b00, b10, b20), (b01, b11, b21) = cols
-    s00 = h00 - (b00 * b00 + b01 * b01) / d
-    s10 = -(b10 * b00 + b11 * b01) / d
-    s11 = h00 - (b10 * b10 + b11 * b11) / d
-    s20 = h02 - (b20 * b00 + b21 * b01) / d
-    s21 = h12 - (b20 * b10 + b21 * b11) / d
-    s22 = h22 - (b20 * b20 + b21 * b21) / d
-    l00 = jnp.sqrt(s00)
-    l10 = s10 / l00
-    l20 = s20 / l00
-    l11 = jnp.sqrt(s11 - l10 * l10)
-    l21 = (s21 - l20 * l10) / l11
-    l22 = jnp.sqrt(s22 - l20 * l20 - l21 * l21)
-    return MassMatrix(tuple(cols), (l00, l10, l11, l20, l21, l22))
+    vec = r.ndim == k.ndim - 1
+    dinv = 1.0 / jnp.stack([k[3, 3], k[4, 4]])
+    kqh = k[3:, :3] * dinv[:, None]  # D^-1 k_qh
+    schur = k[:3, :3] - matmul(k[:3, 3:], kqh)
+    rq = r[3:] * (dinv if vec else dinv[:, None])
+    prod = matvec if vec else matmul
+    xh = solve3(schur, r[:3] - prod(k[:3, 3:], rq))
+    return jnp.concatenate([xh, rq - prod(kqh, xh)])
 
 
-def hull_effective(mm: MassMatrix, jh, jq) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """``z = L^-1 (j_h - B D^-1 j_q)`` for a row (or generalized impulse) ``(j_h, j_q)``.
+def body_velocities(p: Pose, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Centre-of-mass velocities ``[2, 3 bodies]`` and angular velocities ``[3]`` of hull, legs."""
+    v, w, qd = u[:2], u[2], u[3:]
+    leg_v = v[:, None] + w * perp(p.leg_com - p.com[:, None]) + qd[None] * perp(p.leg_com - p.origin[:, None])
+    return jnp.concatenate([v[:, None], leg_v], 1), jnp.concatenate([w[None], w[None] + qd])
 
-    For two rows ``j``, ``l`` the Delassus entry is ``j M^-1 l^T = z_j . z_l + j_q . l_q / D``.
+
+def generalized_momentum(p: Pose, vel: jax.Array, ang: jax.Array) -> jax.Array:
+    """``T^T M_bodies V`` for body velocities ``vel [2, 3]`` and ``ang [3]``: the generalized
+    momentum ``[5]``."""
+    hull = C.LANDER_MASS * vel[:, 0]
+    leg = C.LEG_MASS * vel[:, 1:]  # [2, 2 legs]
+    leg_l = C.LEG_INERTIA * ang[1:]
+    spin = C.LANDER_INERTIA * ang[0] + total(cross(p.leg_com - p.com[:, None], leg) + leg_l)
+    q = cross(p.leg_com - p.origin[:, None], leg) + leg_l
+    return jnp.concatenate([hull + total(leg, 1), spin[None], q])
+
+
+def project_velocities(p: Pose, vel: jax.Array, ang: jax.Array) -> jax.Array:
+    """Reduced velocity with the same generalized momentum as body velocities ``vel``, ``ang``.
+
+    Solves ``M u = T^T M_bodies V``: for velocities that satisfy the pins this reads them back
+    exactly; for slightly inconsistent ones it is what a converged pin-joint solve produces.
     """
-    d = C.LEG_JOINT_INERTIA
-    (b00, b10, b20), (b01, b11, b21) = mm.b
-    y0 = jh[0] - (b00 * jq[0] + b01 * jq[1]) / d
-    y1 = jh[1] - (b10 * jq[0] + b11 * jq[1]) / d
-    y2 = jh[2] - (b20 * jq[0] + b21 * jq[1]) / d
-    l00, l10, l11, l20, l21, l22 = mm.l
-    z0 = y0 / l00
-    z1 = (y1 - l10 * z0) / l11
-    z2 = (y2 - l20 * z0 - l21 * z1) / l22
-    return z0, z1, z2
-
-
-def velocity_change(mm: MassMatrix, z, jq) -> tuple[jax.Array, ...]:
-    """``M^-1 Q`` for a generalized impulse given by its ``z = hull_effective(Q)`` and ``Q_q``.
-
-    Returns the five velocity increments ``(dv_x, dv_y, d omega, d qd_0, d qd_1)``.
-    """
-    d = C.LEG_JOINT_INERTIA
-    l00, l10, l11, l20, l21, l22 = mm.l
-    x2 = z[2] / l22
-    x1 = (z[1] - l21 * x2) / l11
-    x0 = (z[0] - l10 * x1 - l20 * x2) / l00
-    dq = tuple((jq[k] - (bk[0] * x0 + bk[1] * x1 + bk[2] * x2)) / d for k, bk in enumerate(mm.b))
-    return x0, x1, x2, dq[0], dq[1]
-
-
-def apply_impulse(mm: MassMatrix, jh, jq) -> tuple[jax.Array, ...]:
-    """Velocity change ``M^-1 (j_h, j_q)`` of a generalized impulse."""
-    return velocity_change(mm, hull_effective(mm, jh, jq), jq)
-
-
-def body_velocities(p: Pose, u) -> tuple[list[Vec], list[jax.Array]]:
-    """Centre-of-mass velocities and angular velocities of hull, legs[0], legs[1].
-
-    A point ``x`` of leg ``k`` moves with ``v + omega perp(x - c) + qd_k perp(x - P)``.
-    """
-    vx, vy, w, qd0, qd1 = u
-    (cx, cy), (ox, oy) = p.com, p.origin
-    vel, ang = [(vx, vy)], [w]
-    for (lx, ly), qd in zip(p.leg_com, (qd0, qd1)):
-        vel.append((vx - w * (ly - cy) - qd * (ly - oy), vy + w * (lx - cx) + qd * (lx - ox)))
-        ang.append(w + qd)
-    return vel, ang
-
-
-def project_velocities(p: Pose, vel, ang) -> tuple[jax.Array, ...]:
-    """Reduced velocity ``u`` closest to given body velocities in the kinetic-energy metric.
-
-    Solves ``M u = T^T M_b V`` (``T`` maps ``u`` to body velocities, ``M_b`` the bodies' masses):
-    the generalized momentum of ``V`` is kept. For velocities that satisfy the pins this just reads
-    them back; for slightly inconsistent ones it is what a converged pin-joint solve produces.
-    """
-    m, i_leg, m_l, i_l = C.LEG_MASS, C.LEG_INERTIA, C.LANDER_MASS, C.LANDER_INERTIA
-    (cx, cy), (ox, oy) = p.com, p.origin
-    qh = [m_l * vel[0][0], m_l * vel[0][1], i_l * ang[0]]
-    qq = []
-    for k, (lx, ly) in enumerate(p.leg_com):
-        px, py = m * vel[k + 1][0], m * vel[k + 1][1]
-        li = i_leg * ang[k + 1]
-        qh[0] = qh[0] + px
-        qh[1] = qh[1] + py
-        qh[2] = qh[2] + cross(lx - cx, ly - cy, px, py) + li
-        qq.append(cross(lx - ox, ly - oy, px, py) + li)
-    return apply_impulse(mass_matrix(p), qh, qq)
+    return solve_arrow(mass_matrix(p), generalized_momentum(p, vel, ang))

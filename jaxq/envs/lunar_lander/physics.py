@@ -3,37 +3,50 @@
 The step reproduces what one ``b2World.Step(1/50, 180, 60)`` of the original does to this scene,
 in reduced coordinates (see :mod:`kinematics`):
 
-1. contacts are found on the poses at the start of the step (so the legs' contact flags lag one
+1. contacts are found on the poses at the start of the step (so contact flags normally lag one
    step, as in the original);
-2. velocities: the hull's impulse/force terms are applied through the mass matrix, gravity to all
+2. velocities: the hull's impulse and force terms act through the mass matrix, gravity on all
    bodies;
 3. constraints: the exact solution of the velocity problem (motors, limits, contacts with
    friction; :mod:`solver`);
-4. positions: ``x += dt * v`` with the engine's per-step caps, then a non-linear Gauss-Seidel
-   push-out of contacts that overlap by more than the slop (20 % per pass, ``position_iterations``
-   passes with early exit), and the joint-limit correction;
-5. sleep bookkeeping: a body is calm when ``|v| <= 0.01`` m/s and ``|omega| <= 2`` deg/s; the
-   island sleeps once all three bodies have been calm for 25 steps in a row and the positions are
-   solved.
+4. positions: ``x += dt * v`` with the engine's per-step caps, a non-linear Gauss-Seidel push-out
+   of contacts overlapping by more than the slop (20 % per pass, ``position_iterations`` passes
+   with early exit; linearised in the reduced coordinates), and the joint-limit correction;
+5. continuous collision, as far as the episode can tell: a leg or the hull whose core ends the step
+   closer to the ground than ``TOI_DISTANCE`` gets its contact flag in this step already (the
+   original then rewinds the body to the time of impact; that motion is not modelled);
+6. sleep: a body is calm when ``|v| <= 0.01`` m/s and ``|omega| <= 2`` deg/s; the island sleeps
+   once all three bodies have been calm for 25 steps in a row and the positions are solved.
 
 Contacts of the hull are detected (they end the episode) but not solved: the step in which the
 hull first touches is the last one of an episode, so its contact forces never matter.
+
+:func:`physics_step` takes one environment. Under ``vmap`` it moves the batch to the last axis
+(``jax.custom_batching.custom_vmap``) and runs :func:`step_batched`, whose every operation is then
+one vectorised loop over the environments; arrays there follow :mod:`kinematics` (structure axes
+first, batch last).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
+from jax.custom_batching import custom_vmap
 
 from jaxq.envs.lunar_lander import collision
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import kinematics as K
 from jaxq.envs.lunar_lander import solver
 
-N_POSITION = 5
+N_DOF = 5
+# Core distance at which the original's continuous collision stops a body (and reports contact).
+TOI_DISTANCE = max(C.LINEAR_SLOP, C.CONTACT_DISTANCE - 3 * C.LINEAR_SLOP)
+_FOLD_SIGN = np.array([-i for i in C.LEG_SIDE], np.float32)  # f = -i q
 
 
 @struct.dataclass
@@ -43,8 +56,8 @@ class Mechanism:
     Attributes:
         position: ``[5]`` hull centre of mass ``(x, y)``, hull angle, joint angles ``q_0, q_1``.
         velocity: ``[5]`` hull centre-of-mass velocity, hull angular velocity, joint rates.
-        impulses: ``[10]`` constraint impulses of the last step (joint rows, then per contact slot
-            normal and friction), used to start the next solve.
+        impulses: ``[10]`` constraint impulses of the last step (joint rows, contact normals,
+            contact frictions), the starting point of the next solve.
         calm_steps: ``[3]`` int32, consecutive calm steps of hull, legs[0], legs[1].
     """
 
@@ -70,200 +83,231 @@ class StepForces(NamedTuple):
 
 
 class StepResult(NamedTuple):
-    """What the environment needs besides the new mechanism.
-
-    ``leg_contact``: ``[2]`` legs touching the ground (manifolds at the start of the step);
-    ``hull_contact``: the hull touching it; ``asleep``: the island went to sleep this step.
-    """
+    """What the environment needs besides the new mechanism: ``leg_contact [2]`` and
+    ``hull_contact`` (contact begun by the end of the step), ``asleep`` (the island fell asleep)."""
 
     leg_contact: jax.Array
     hull_contact: jax.Array
     asleep: jax.Array
 
 
-def leg_polygons(p: K.Pose):
-    """World vertices and normals of both legs."""
-    return [collision.world_polygon(C.LEG_BOX, *p.leg_com[k], p.leg_cs[k], p.leg_sn[k]) for k in range(2)]
+def leg_polygons(p: K.Pose) -> tuple[jax.Array, jax.Array]:
+    """World vertices and face normals of both legs, ``[2 legs, 2, 4]`` each."""
+    return jax.vmap(lambda o, c, s: collision.world_polygon(C.LEG_BOX, o, c, s), in_axes=(1, 0, 0))(
+        p.leg_com, p.leg_cs, p.leg_sn
+    )
 
 
-def hull_polygon(p: K.Pose):
-    """World vertices and normals of the hull."""
-    return collision.world_polygon(C.LANDER_POLY, *p.origin, p.cs, p.sn)
+def hull_polygon(p: K.Pose) -> tuple[jax.Array, jax.Array]:
+    """World vertices and face normals of the hull, ``[2, 6]`` each."""
+    return collision.world_polygon(C.LANDER_POLY, p.origin, p.cs, p.sn)
 
 
-def contacts(heights: jax.Array, p: K.Pose):
-    """Contact slots of both legs (two each) and the touching flags of legs and hull."""
-    slots, leg_touch = [], []
-    for verts, normals in leg_polygons(p):
-        pts = collision.polygon_terrain(heights, verts, normals)
-        leg_touch.append(jnp.any(jnp.stack([q.valid for q in pts])))
-        slots.extend(collision.best_two(pts))
-    hull_pts = collision.polygon_terrain(heights, *hull_polygon(p))
-    hull_touch = jnp.any(jnp.stack([q.valid for q in hull_pts]))
-    return slots, jnp.stack(leg_touch), hull_touch
+_SLOT_AXES = collision.Manifold(valid=0, point=1, normal=1, separation=0)
 
 
-def _contact_rows(p: K.Pose, slots):
-    """Normal and friction rows of every contact slot (slot ``s`` belongs to leg ``s // 2``)."""
-    (cx, cy), (ox, oy) = p.com, p.origin
-    rows = []
-    for s, pt in enumerate(slots):
-        leg = s // 2
-        for dx, dy in ((pt.nx, pt.ny), (pt.ny, -pt.nx)):
-            dx = jnp.where(pt.valid, dx, 0.0)
-            dy = jnp.where(pt.valid, dy, 0.0)
-            jh = (dx, dy, K.cross(pt.x - cx, pt.y - cy, dx, dy))
-            lever = K.cross(pt.x - ox, pt.y - oy, dx, dy)
-            rows.append(solver.Row(jh, (lever, 0.0) if leg == 0 else (0.0, lever)))
-    return rows
+def contacts(heights: jax.Array, p: K.Pose) -> tuple[collision.Manifold, jax.Array, jax.Array]:
+    """Contact slots of both legs (two each: ``[4]``) and touching flags of legs ``[2]`` and hull."""
+
+    def leg(verts, normals):
+        m = collision.polygon_terrain(heights, verts, normals)
+        return collision.best_two(m), K.any_of(m.valid)
+
+    slots, leg_touch = jax.vmap(leg, out_axes=(_SLOT_AXES, 0))(*leg_polygons(p))
+    rest = leg_touch.shape[1:]
+    slots = collision.Manifold(
+        valid=slots.valid.reshape((solver.N_SLOTS,) + rest),
+        point=slots.point.reshape((2, solver.N_SLOTS) + rest),
+        normal=slots.normal.reshape((2, solver.N_SLOTS) + rest),
+        separation=slots.separation.reshape((solver.N_SLOTS,) + rest),
+    )
+    hull = collision.polygon_terrain(heights, *hull_polygon(p))
+    return slots, leg_touch, K.any_of(hull.valid)
 
 
-def _dot(row: solver.Row, u) -> jax.Array:
-    out = row.jh[0] * u[0] + row.jh[1] * u[1] + row.jh[2] * u[2]
-    for k in range(2):
-        if solver._nonzero(row.jq[k]):
-            out = out + row.jq[k] * u[3 + k]
-    return out
+def constraint_rows(p: K.Pose, slots: collision.Manifold) -> jax.Array:
+    """``[10, 5]`` rows: joint fold rates, then contact normals, then frictions (zero if empty).
+
+    A unit push along ``d`` at point ``x`` of leg ``k`` acts on the reduced velocity through
+    ``(d, cross(x - c, d), cross(x - P, d) e_k)``.
+    """
+    zero = jnp.zeros_like(slots.separation[0])
+    joints = jnp.stack(
+        [jnp.stack([zero, zero, zero, zero + _FOLD_SIGN[0], zero]), jnp.stack([zero, zero, zero, zero, zero + _FOLD_SIGN[1]])]
+    )
+    leg_of_slot = K.expand(np.repeat(np.eye(2, dtype=np.float32), 2, axis=0), zero, 0)  # [4 slots, 2 legs]
+
+    def rows(direction):
+        direction = jnp.where(slots.valid[None], direction, 0.0)
+        ang = K.cross(slots.point - p.com[:, None], direction)
+        lev = K.cross(slots.point - p.origin[:, None], direction)
+        return jnp.stack([direction[0], direction[1], ang, lev * leg_of_slot[:, 0], lev * leg_of_slot[:, 1]], 1)
+
+    tangent = jnp.stack([slots.normal[1], -slots.normal[0]])
+    return jnp.concatenate([joints, rows(slots.normal), rows(tangent)], 0)
 
 
-def _cap(u):
+def _cap(u: jax.Array) -> jax.Array:
     """Scale velocities so no body moves more than 2 m or turns more than pi/2 in one step."""
-    vx, vy, w, qd0, qd1 = u
-    speed = jnp.sqrt(vx * vx + vy * vy)
+    speed = jnp.sqrt(u[0] ** 2 + u[1] ** 2)
     vscale = jnp.minimum(1.0, C.MAX_TRANSLATION / jnp.maximum(speed * C.DT, 1e-12))
     wmax = C.MAX_ROTATION / C.DT
-    w_c = jnp.clip(w, -wmax, wmax)
-    qd = [jnp.clip(w_c + qd, -wmax, wmax) - w_c for qd in (qd0, qd1)]
-    return vx * vscale, vy * vscale, w_c, qd[0], qd[1]
+    w = jnp.clip(u[2], -wmax, wmax)
+    qd = jnp.clip(w[None] + u[3:], -wmax, wmax) - w[None]
+    return jnp.concatenate([u[:2] * vscale[None], w[None], qd])
 
 
-def _position_correction(pr: solver.Problem, sep, valid, iterations: int):
-    """Box2D-style push-out of overlapping contacts, linearised in the reduced coordinates.
+def _push_out(w: jax.Array, sep: jax.Array, valid: jax.Array, passes: int) -> tuple[jax.Array, jax.Array]:
+    """Box2D-style position correction of the contact slots, linearised in reduced coordinates.
 
-    ``sep[s]`` is each slot's separation minus the contact distance at the end of the step. A pass
-    visits the slots in order: ``C = clamp(0.2 (sep + slop), -0.2, 0)``, impulse ``P = -C / W_ss``,
-    and every separation moves by ``W_ts P``. Passes stop after the first whose separations all
-    exceed ``-3 slop`` (the original's early exit). Returns the total push impulses per slot and
-    whether the contacts ended up solved.
+    ``sep [4]``: separations minus the contact distance at the end of the step; ``w [4, 4]``: the
+    Delassus block of the normals (how a unit push at one slot moves every slot). A pass visits the
+    slots in order: ``C = clamp(0.2 (sep + slop), -0.2, 0)``, push ``-C / w_aa``. Passes stop after
+    the first one whose separations all exceed ``-3 slop``. Returns the total pushes and whether
+    the contacts ended up solved.
     """
-    idx = [solver.N_JOINTS + 2 * s for s in range(solver.N_SLOTS)]
-    push = [jnp.zeros_like(sep[0]) for _ in idx]
-    sep = list(sep)
-    done = jnp.zeros((), bool)
-    for _ in range(iterations):
-        min_sep = jnp.asarray(_BIG_SEP, sep[0].dtype)
-        for a, ka in enumerate(idx):
+
+    def one_pass(_, carry):
+        sep, push, done = carry
+        min_sep = jnp.full_like(sep[0], jnp.inf)
+        for a in range(solver.N_SLOTS):
             min_sep = jnp.where(valid[a], jnp.minimum(min_sep, sep[a]), min_sep)
             corr = jnp.clip(C.BAUMGARTE * (sep[a] + C.LINEAR_SLOP), -C.MAX_LINEAR_CORRECTION, 0.0)
-            wkk = jnp.where(pr.w[ka][ka] > 0, pr.w[ka][ka], 1.0)
-            imp = jnp.where(valid[a] & ~done, -corr / wkk, 0.0)
-            push[a] = push[a] + imp
-            for b, kb in enumerate(idx):
-                sep[b] = sep[b] + pr.w[kb][ka] * imp
-        done = done | (min_sep >= -3.0 * C.LINEAR_SLOP)
+            imp = jnp.where(valid[a] & ~done, -corr / w[a, a], 0.0)
+            push = push.at[a].add(imp)
+            sep = sep + w[:, a] * imp[None]
+        return sep, push, done | (min_sep >= -3.0 * C.LINEAR_SLOP)
+
+    init = (sep, jnp.zeros_like(sep), jnp.zeros_like(valid[0]))
+    _, push, done = jax.lax.fori_loop(0, passes, one_pass, init)
     return push, done
 
 
-_BIG_SEP = 1e9
-
-
-def _limit_correction(fold, at_ext, at_fold):
-    """Joint-limit position correction (angles only) and whether the joint is within the slop."""
+def _limit_correction(fold: jax.Array, at_ext: jax.Array, at_fold: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Joint-limit position correction (fold angles only) and whether each joint is within slop."""
     c_ext = jnp.clip(fold - C.LEG_EXTENDED + C.ANGULAR_SLOP, -C.MAX_ANGULAR_CORRECTION, 0.0)
     c_fold = jnp.clip(fold - C.LEG_FOLDED - C.ANGULAR_SLOP, 0.0, C.MAX_ANGULAR_CORRECTION)
-    corr = jnp.where(at_ext, c_ext, jnp.where(at_fold, c_fold, 0.0))
-    new = fold - corr
-    ok = jnp.where(at_ext, C.LEG_EXTENDED - new <= C.ANGULAR_SLOP, jnp.where(at_fold, new - C.LEG_FOLDED <= C.ANGULAR_SLOP, True))
-    return new, ok
+    new = fold - jnp.where(at_ext, c_ext, jnp.where(at_fold, c_fold, 0.0))
+    err = jnp.where(at_ext, C.LEG_EXTENDED - new, jnp.where(at_fold, new - C.LEG_FOLDED, 0.0))
+    return new, err <= C.ANGULAR_SLOP
+
+
+def close_to_ground(heights: jax.Array, p: K.Pose) -> tuple[jax.Array, jax.Array]:
+    """Whether each leg ``[2]`` and the hull are within ``TOI_DISTANCE`` of the ground."""
+    leg_sep = jax.vmap(collision.separation, in_axes=(None, 0, 0))(heights, *leg_polygons(p))
+    hull_sep = collision.separation(heights, *hull_polygon(p))
+    return leg_sep < TOI_DISTANCE, hull_sep < TOI_DISTANCE
+
+
+def step_batched(
+    mech: Mechanism,
+    heights: jax.Array,
+    hull_impulse: jax.Array,
+    forces: StepForces,
+    config: SolverConfig,
+) -> tuple[Mechanism, StepResult]:
+    """:func:`physics_step` for arrays with the batch on the trailing axes."""
+    p = K.pose(mech.position)
+    mass = K.mass_matrix(p)
+    slots, leg_touch, hull_touch = contacts(heights, p)
+
+    impulse = jnp.concatenate([hull_impulse, jnp.zeros_like(hull_impulse[:2])])
+    u_star = mech.velocity + K.solve_arrow(mass, impulse)
+    u_star = u_star.at[1].add(forces.gravity * C.DT)
+
+    fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
+    target_j, lo, hi = solver.joint_bounds(fold, forces.motor_torque[None] * C.DT)
+    jac = constraint_rows(p, slots)
+    target = jnp.concatenate([target_j, jnp.zeros_like(mech.impulses[solver.N_JOINTS:])])
+    pr = solver.make_problem(jac, target, lo, hi, slots.valid, forces.friction, mass, u_star)
+    lam, u_new = solver.solve(pr, mech.impulses, config.newton_iterations)
+    u_new = _cap(u_new)
+
+    # Positions, then push-out of overlapping contacts (separations predicted to first order).
+    position = mech.position + C.DT * u_new
+    jn = jac[solver.NORMALS]
+    minv_jn = K.matmul(pr.minv, K.transpose(jn))  # [5, 4]
+    sep = slots.separation - C.CONTACT_DISTANCE + C.DT * K.matvec(jn, u_new)
+    push, contacts_ok = _push_out(K.matmul(jn, minv_jn), sep, slots.valid, config.position_iterations)
+    position = position + K.matvec(minv_jn, push)
+    sign = K.expand(_FOLD_SIGN, position, 1)
+    new_fold, joints_ok = _limit_correction(sign * position[3:], fold <= C.LEG_EXTENDED, fold >= C.LEG_FOLDED)
+    position = jnp.concatenate([position[:3], sign * new_fold])
+
+    leg_close, hull_close = close_to_ground(heights, K.pose(position))
+
+    vel, ang = K.body_velocities(p, u_new)
+    calm = (K.dot2(vel, vel) <= C.LINEAR_SLEEP_TOLERANCE**2) & (ang * ang <= C.ANGULAR_SLEEP_TOLERANCE**2)
+    calm_steps = jnp.where(calm, mech.calm_steps + 1, 0).astype(jnp.int32)
+    asleep = (K.smallest(calm_steps) >= C.SLEEP_STEPS) & contacts_ok & joints_ok[0] & joints_ok[1]
+
+    new = Mechanism(position=position, velocity=u_new, impulses=lam, calm_steps=calm_steps)
+    return new, StepResult(leg_touch | leg_close, hull_touch | hull_close, asleep)
+
+
+CHUNK = 256  # environments per pass: keeps the step's intermediates in cache
+
+
+def _chunked(fn, args, size: int):
+    """``fn(args)`` for batch-last ``args`` of batch ``size``, run ``CHUNK`` environments at a time.
+
+    Large batches are padded to a multiple of ``CHUNK`` (repeating the last environment), split,
+    and mapped over sequentially; each chunk's working set then stays in the CPU caches.
+    """
+    if size <= CHUNK:
+        return fn(args)
+    n = -(-size // CHUNK)
+    pad = n * CHUNK - size
+
+    def split(x):
+        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge")
+        return jnp.moveaxis(x.reshape(x.shape[:-1] + (n, CHUNK)), -2, 0)
+
+    out = jax.lax.map(fn, jax.tree.map(split, args))
+    return jax.tree.map(lambda x: jnp.moveaxis(x, 0, -2).reshape(x.shape[1:-1] + (n * CHUNK,))[..., :size], out)
+
+
+@functools.lru_cache(maxsize=None)
+def _vmappable_step(config: SolverConfig):
+    """The per-environment step for ``config``; ``vmap`` runs it batch-last, in chunks."""
+
+    def run(args):
+        return step_batched(*args, config)
+
+    @custom_vmap
+    def step(mech, heights, impulse, forces):
+        args = jax.tree.map(lambda x: x[..., None], (mech, heights, impulse, forces))
+        return jax.tree.map(lambda x: x[..., 0], run(args))
+
+    @step.def_vmap
+    def _rule(axis_size, in_batched, mech, heights, impulse, forces):
+        def to_last(x, batched):
+            return jnp.moveaxis(x, 0, -1) if batched else jnp.broadcast_to(x[..., None], x.shape + (axis_size,))
+
+        args = jax.tree.map(to_last, (mech, heights, impulse, forces), tuple(in_batched))
+        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), _chunked(run, args, axis_size))
+        return out, jax.tree.map(lambda _: True, out)
+
+    return step
 
 
 def physics_step(
     mech: Mechanism,
     heights: jax.Array,
-    hull_impulse: tuple[jax.Array, jax.Array, jax.Array],
+    hull_impulse: jax.Array,
     forces: StepForces,
     config: SolverConfig,
 ) -> tuple[Mechanism, StepResult]:
-    """Advance the mechanism by one step of ``dt = 1/50`` s.
+    """Advance one environment's mechanism by one step of ``dt = 1/50`` s.
 
     Args:
         mech: state at the start of the step.
         heights: ``[11]`` terrain heights.
-        hull_impulse: ``(J_x, J_y, L)``: linear impulse (N s) on the hull's centre of mass and
-            angular impulse (N m s) about it, acting at the start of the step (engines, and
-            ``dt`` times wind force and torque).
-        forces: gravity, motor torque and friction.
+        hull_impulse: ``[3]`` linear impulse (N s) on the hull's centre of mass and angular impulse
+            (N m s) about it, acting at the start of the step (engines, and ``dt`` times the wind
+            force and torque).
+        forces: gravity, motor torque and friction (scalars).
         config: static iteration counts.
     """
-    cx, cy, th, q0, q1 = (mech.position[i] for i in range(N_POSITION))
-    u = tuple(mech.velocity[i] for i in range(N_POSITION))
-    p = K.pose(cx, cy, th, q0, q1)
-    mm = K.mass_matrix(p)
-
-    slots, leg_touch, hull_touch = contacts(heights, p)
-
-    du = K.apply_impulse(mm, hull_impulse, (0.0, 0.0))
-    u_star = tuple(u[i] + du[i] for i in range(N_POSITION))
-    u_star = (u_star[0], u_star[1] + forces.gravity * C.DT, *u_star[2:])
-
-    max_imp = forces.motor_torque * C.DT
-    folds = [-C.LEG_SIDE[k] * (q0, q1)[k] for k in range(2)]
-    targets, lo, hi, rows = [], [], [], []
-    for k in range(2):
-        t, l, h = solver.joint_bounds(folds[k], max_imp)
-        targets.append(t)
-        lo.append(l)
-        hi.append(h)
-        sign = -C.LEG_SIDE[k]
-        rows.append(solver.Row((0.0, 0.0, 0.0), (sign, 0.0) if k == 0 else (0.0, sign)))
-    rows.extend(_contact_rows(p, slots))
-    b = [_dot(r, u_star) for r in rows]
-    b[0] = b[0] - targets[0]
-    b[1] = b[1] - targets[1]
-    valid = [s.valid for s in slots]
-    pr = solver.build(mm, rows, b, lo, hi, valid, forces.friction)
-
-    warm = [mech.impulses[i] for i in range(solver.N_ROWS)]
-    lam = solver.solve(pr, warm, config.newton_iterations)
-    dv = solver.velocity_from_impulses(mm, pr, lam)
-    u_new = _cap(tuple(u_star[i] + dv[i] for i in range(N_POSITION)))
-
-    # Positions, then push-out of overlapping contacts (separations predicted to first order).
-    pos = [cx, cy, th, q0, q1]
-    pos = [pos[i] + C.DT * u_new[i] for i in range(N_POSITION)]
-    sep = [
-        s.separation - C.CONTACT_DISTANCE + C.DT * _dot(rows[solver.N_JOINTS + 2 * i], u_new)
-        for i, s in enumerate(slots)
-    ]
-    push, contacts_ok = _position_correction(pr, sep, valid, config.position_iterations)
-    nidx = [solver.N_JOINTS + 2 * s for s in range(solver.N_SLOTS)]
-    z = [sum(push[a] * pr.z[k][i] for a, k in enumerate(nidx)) for i in range(3)]
-    jq = [sum(push[a] * pr.jq[k][i] for a, k in enumerate(nidx) if solver._nonzero(pr.jq[k][i])) for i in range(2)]
-    dpos = K.velocity_change(mm, z, jq)
-    pos = [pos[i] + dpos[i] for i in range(N_POSITION)]
-    joints_ok = jnp.ones((), bool)
-    for k in range(2):
-        sign = -C.LEG_SIDE[k]
-        new_fold, ok = _limit_correction(sign * pos[3 + k], folds[k] <= C.LEG_EXTENDED, folds[k] >= C.LEG_FOLDED)
-        pos[3 + k] = sign * new_fold
-        joints_ok = joints_ok & ok
-
-    # Sleep: every body calm for 25 steps in a row and the positions solved.
-    vel, ang = K.body_velocities(p, u_new)
-    calm = jnp.stack(
-        [
-            (vx * vx + vy * vy <= C.LINEAR_SLEEP_TOLERANCE**2) & (w * w <= C.ANGULAR_SLEEP_TOLERANCE**2)
-            for (vx, vy), w in zip(vel, ang)
-        ]
-    )
-    calm_steps = jnp.where(calm, mech.calm_steps + 1, 0)
-    asleep = (jnp.min(calm_steps) >= C.SLEEP_STEPS) & contacts_ok & joints_ok
-
-    dtype = mech.position.dtype
-    new = Mechanism(
-        position=jnp.stack(pos).astype(dtype),
-        velocity=jnp.stack(u_new).astype(dtype),
-        impulses=jnp.stack(lam).astype(dtype),
-        calm_steps=calm_steps.astype(jnp.int32),
-    )
-    return new, StepResult(leg_touch, hull_touch, asleep)
+    forces = StepForces(*(jnp.asarray(f, jnp.float32) for f in forces))
+    return _vmappable_step(config)(mech, jnp.asarray(heights, jnp.float32), jnp.asarray(hull_impulse, jnp.float32), forces)

@@ -1,70 +1,58 @@
 """The velocity-level constraint problem of one step, solved exactly by a small active-set Newton.
 
-Rows (each a linear function ``J u`` of the reduced velocity ``u``; the pin joints need none):
+Rows (each a linear function ``J_k u`` of the reduced velocity; the pin joints need none), in this
+order (arrays follow :mod:`kinematics`: structure axes first, batch axes last):
 
-* ``2`` joint rows, one per leg, on the fold rate ``f_dot = -i q_dot``: a motor that drives the leg
+* ``2`` joint rows, one per leg, on the fold rate ``f_dot = -i q_dot``: a motor driving the leg
   toward its extended limit at 0.3 rad/s with an impulse bounded by ``torque * dt`` and, when the
-  step starts at the extended (or folded) limit, that one-sided limit merged into the same row
-  (see :func:`joint_bounds`);
-* ``2`` contact slots per leg, each a normal row (impulse ``>= 0``, no approach, no bias) and a
-  friction row (``|impulse| <= mu * normal impulse``).
+  step starts at a limit, that one-sided limit merged into the same row (:func:`joint_bounds`);
+* ``4`` contact normals (two slots per leg): impulse ``>= 0``, no approach, no bias;
+* ``4`` friction rows, one per slot: ``|impulse| <= mu * normal impulse``.
 
-With ``W = J M^-1 J^T`` (the Delassus matrix) and ``b = J u* - target``, the impulses ``lam``
-solve the mixed complementarity problem ``lam = proj_bounds(lam - (W lam + b) / diag W)``: the
-state that Box2D's warm-started sequential impulses converge to. Written in reduced coordinates
-the hull-to-leg mass ratio no longer slows anything down, and the problem has only ten rows, so it
-is solved by a primal-dual active-set (semi-smooth Newton) iteration: guess which rows sit on a
-bound, solve the linear system for the others exactly, repeat. Each solve carries a small
-proximal term ``eps * diag(W) * (lam - lam_prev)`` so that redundant rows (two feet sticking
-with friction, two points of a flat foot) keep the impulse split of the previous iterate, as
-warm starting does, instead of making the system singular. A few iterations from the previous
-step's impulses find the exact active set in practice (the tests measure it).
+The impulses ``lam`` solve the mixed complementarity problem
+``lam = proj_bounds(lam - (J u(lam) - t) / W_kk)`` with ``u(lam) = u* + M^-1 J^T lam`` and
+``W = J M^-1 J^T``: the state Box2D's warm-started sequential impulses converge to. In reduced
+coordinates the hull-to-leg mass ratio costs nothing, and there are only ten rows and five
+unknowns, so it is solved by a primal-dual active-set (semi-smooth Newton) iteration: guess which
+rows sit on a bound, solve exactly for the others, repeat.
+
+One Newton step, for the guessed free rows ``F``, clamped rows ``C`` and friction rows sliding at
+``s_t mu lam_n``: free rows satisfy ``J_k u - t_k + eps_k (lam_k - lam_prev_k) = 0``, i.e.
+``lam_k = lam_prev_k - (J_k u - t_k) / eps_k``. Substituted into ``M (u - u*) = J^T lam`` this is
+the 5x5 system
+
+``(M + sum_F J_k^T J_k / eps_k + sum_slide s_t mu J_t^T J_n / eps_n) u
+  = M u* + sum_F J_k^T (lam_prev_k + t_k / eps_k) + sum_slide s_t mu J_t^T lam_prev_n + sum_C J_k^T lam_k``
+
+with the mass matrix's block shape (:func:`kinematics.solve_arrow`). The small proximal weight
+``eps_k = PROXIMAL * W_kk`` keeps redundant rows (two feet sticking with friction, two points of a
+flat foot) at the impulse split of the previous iterate, as warm starting does; it vanishes at
+convergence. Starting from the previous step's impulses, a few iterations find the exact active
+set in practice (see the tests).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxq.envs.lunar_lander import constants as C
-from jaxq.envs.lunar_lander.kinematics import MassMatrix, hull_effective, velocity_change
+from jaxq.envs.lunar_lander.kinematics import expand, largest, matmul, matvec, solve_arrow, total
 
 N_JOINTS = 2
 N_SLOTS = 4  # two contact points per leg
 N_ROWS = N_JOINTS + 2 * N_SLOTS
+NORMALS = slice(N_JOINTS, N_JOINTS + N_SLOTS)
+FRICTIONS = slice(N_JOINTS + N_SLOTS, N_ROWS)
+PROXIMAL = 1e-4  # proximal weight relative to each row's diagonal W_kk
 _BIG = 1e9
-PROXIMAL = 1e-4  # eps: proximal weight relative to each row's diagonal
-
-
-class Row(NamedTuple):
-    """A constraint row ``(j_h, j_q)``: hull part ``(x, y, angular)`` and joint part ``(q_0, q_1)``."""
-
-    jh: tuple
-    jq: tuple
-
-
-class Problem(NamedTuple):
-    """Everything the Newton iteration needs: Delassus matrix and vectors over the ten rows.
-
-    ``z[k]``: the row's hull-effective vector (``W = z z^T + j_q j_q^T / D``); ``jq[k]``;
-    ``w``: ``W`` as nested lists; ``b``; joint bounds ``lo``/``hi`` (first two rows);
-    ``valid``: which contact slots exist; ``mu``: friction coefficient.
-    """
-
-    z: list
-    jq: list
-    w: list
-    b: list
-    lo: list
-    hi: list
-    valid: list
-    mu: jax.Array
 
 
 def joint_bounds(fold: jax.Array, max_impulse: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Target fold rate and impulse bounds of one leg's joint row, from the fold angle at step start.
+    """Target fold rate and impulse bounds of the joint rows, from fold angles at step start.
 
     ``f = -i q`` is 0.4 at the extended limit and 0.9 fully folded; a positive row impulse folds.
 
@@ -73,8 +61,8 @@ def joint_bounds(fold: jax.Array, max_impulse: jax.Array) -> tuple[jax.Array, ja
     * at or beyond the extended limit (``f <= 0.4``): the limit forbids ``f_dot < 0`` and the motor
       then pushes with ``-m``, so the merged row has target ``0`` and impulse in ``[-m, inf)``;
     * at or beyond the folded limit (``f >= 0.9``): target ``0``, impulse in ``(-inf, -m]``. (This
-      drops the motor's upper clamp for legs swinging out faster than 0.3 rad/s while at the fold
-      limit, which the hull's touching the ground makes practically unreachable.)
+      drops the motor's upper clamp for a leg swinging out faster than 0.3 rad/s while at the fold
+      limit, which the hull's touching the ground first makes practically unreachable.)
     """
     at_ext = fold <= C.LEG_EXTENDED
     at_fold = fold >= C.LEG_FOLDED
@@ -84,137 +72,108 @@ def joint_bounds(fold: jax.Array, max_impulse: jax.Array) -> tuple[jax.Array, ja
     return target, lo, hi
 
 
-def build(mm: MassMatrix, rows: Sequence[Row], b, lo, hi, valid, mu) -> Problem:
-    """Delassus matrix ``W = J M^-1 J^T`` of the rows (symmetric, assembled once per step)."""
-    d = C.LEG_JOINT_INERTIA
-    z = [hull_effective(mm, r.jh, r.jq) for r in rows]
-    n = len(rows)
-    w = [[None] * n for _ in range(n)]
-    for i in range(n):
-        for j in range(i, n):
-            v = z[i][0] * z[j][0] + z[i][1] * z[j][1] + z[i][2] * z[j][2]
-            for k in range(N_JOINTS):
-                if _nonzero(rows[i].jq[k]) and _nonzero(rows[j].jq[k]):
-                    v = v + rows[i].jq[k] * rows[j].jq[k] / d
-            w[i][j] = w[j][i] = v
-    return Problem(z, [r.jq for r in rows], w, list(b), list(lo), list(hi), list(valid), mu)
+class Problem(NamedTuple):
+    """One step's constraint problem.
 
-
-def _nonzero(x) -> bool:
-    """Whether a row entry can be non-zero (rows use the Python literal 0.0 for structural zeros)."""
-    return not (isinstance(x, float) and x == 0.0)
-
-
-def _statuses(pr: Problem, lam):
-    """Active-set guess from the current impulses: which rows are free, and the fixed values.
-
-    Returns ``free[k]`` (bool), ``fixed[k]`` (value of a row held at a bound, or 0) and ``slide[t]``
-    (``+-1`` for a friction row held at ``+-mu * normal``, else 0).
+    ``jac [10, 5]`` rows; ``target [10]`` row velocities wanted (joint rows only, else 0);
+    ``lo``/``hi [2]`` joint impulse bounds; ``valid [4]`` contact slots that exist; ``mu``
+    friction coefficient; ``mass [5, 5]``, ``minv [5, 5]``; ``u_star [5]`` velocity before the
+    constraints; ``wdiag [10]`` the diagonal of ``J M^-1 J^T`` (1 for empty rows).
     """
-    n = len(lam)
-    resid = [pr.b[k] + sum(pr.w[k][j] * lam[j] for j in range(n)) for k in range(n)]
-    prop = [lam[k] - resid[k] / jnp.where(pr.w[k][k] > 0, pr.w[k][k], 1.0) for k in range(n)]
-    free, fixed, slide = [None] * n, [0.0] * n, [0.0] * n
-    for k in range(N_JOINTS):
-        free[k] = (prop[k] > pr.lo[k]) & (prop[k] < pr.hi[k])
-        fixed[k] = jnp.where(prop[k] <= pr.lo[k], pr.lo[k], pr.hi[k])
-    for s in range(N_SLOTS):
-        kn, kt = N_JOINTS + 2 * s, N_JOINTS + 2 * s + 1
-        free[kn] = pr.valid[s] & (prop[kn] > 0)
-        bound = pr.mu * jnp.maximum(lam[kn], 0.0)
-        free[kt] = free[kn] & (jnp.abs(prop[kt]) < bound)
-        slide[kt] = jnp.where(free[kn] & ~free[kt], jnp.where(prop[kt] >= 0, 1.0, -1.0), 0.0)
-    return free, fixed, slide
+
+    jac: jax.Array
+    target: jax.Array
+    lo: jax.Array
+    hi: jax.Array
+    valid: jax.Array
+    mu: jax.Array
+    mass: jax.Array
+    minv: jax.Array
+    u_star: jax.Array
+    wdiag: jax.Array
 
 
-def _newton_step(pr: Problem, lam, eps):
-    """Solve the linear system of the current active-set guess (Gaussian elimination, no pivoting).
-
-    Free row ``k``: ``sum_j W_kj lam_j + eps_k (lam_k - lam_prev_k) = -b_k``, where a friction
-    column held at ``s mu lam_n`` is folded into its normal's column and fixed columns move to the
-    right-hand side; other rows: ``lam_k = fixed value``. The matrix is block-diagonal up to a
-    permutation (fixed rows are unit rows), and its free block is ``W_FF + eps`` with at most a
-    small friction perturbation, so elimination in the natural order is stable.
-    """
-    n = len(lam)
-    free, fixed, slide = _statuses(pr, lam)
-    col_scale = [None] * n  # multiplier of column j in free rows (0 for non-free columns)
-    for j in range(n):
-        col_scale[j] = free[j].astype(lam[j].dtype)
-    a = [[None] * n for _ in range(n)]
-    r = [None] * n
-    for i in range(n):
-        rhs = -pr.b[i] + eps[i] * lam[i]
-        for j in range(N_JOINTS):
-            rhs = rhs - jnp.where(free[j], 0.0, pr.w[i][j] * fixed[j])
-        for j in range(n):
-            v = pr.w[i][j] * col_scale[j]
-            if j >= N_JOINTS and (j - N_JOINTS) % 2 == 0:  # a normal column absorbs its sliding friction
-                v = v + pr.w[i][j + 1] * pr.mu * slide[j + 1] * col_scale[j]
-            if j == i:
-                v = v + eps[i]
-            a[i][j] = jnp.where(free[i], v, 1.0 if i == j else 0.0)
-        r[i] = jnp.where(free[i], rhs, fixed[i] if i < N_JOINTS else 0.0)
-    inv = [None] * n
-    for k in range(n):
-        piv = a[k][k]
-        inv[k] = 1.0 / jnp.where(jnp.abs(piv) > 1e-12, piv, 1e-12)
-        for i in range(k + 1, n):
-            f = a[i][k] * inv[k]
-            for j in range(k + 1, n):
-                a[i][j] = a[i][j] - f * a[k][j]
-            r[i] = r[i] - f * r[k]
-    x = [None] * n
-    for k in reversed(range(n)):
-        acc = r[k]
-        for j in range(k + 1, n):
-            acc = acc - a[k][j] * x[j]
-        x[k] = acc * inv[k]
-    for s in range(N_SLOTS):
-        kn, kt = N_JOINTS + 2 * s, N_JOINTS + 2 * s + 1
-        x[kt] = jnp.where(free[kt], x[kt], pr.mu * slide[kt] * x[kn])
-    return x
+def make_problem(jac, target, lo, hi, valid, mu, mass, u_star) -> Problem:
+    """Bundle the rows with the inverse mass matrix and the Delassus diagonal."""
+    minv = solve_arrow(mass, expand(np.eye(5, dtype=np.float32), mass, 2))
+    wdiag = total(matmul(jac, minv) * jac, 1)
+    wdiag = jnp.where(wdiag > 0, wdiag, 1.0)  # empty contact slots have zero rows
+    return Problem(jac, target, lo, hi, valid, mu, mass, minv, u_star, wdiag)
 
 
-def project(pr: Problem, lam):
+def _transpose_times(rows: jax.Array, coef: jax.Array) -> jax.Array:
+    """``rows^T coef``: the generalized impulse ``[5]`` of row impulses ``coef [K]``."""
+    return total(rows * coef[:, None])
+
+
+def _outer_sum(coef: jax.Array, left: jax.Array, right: jax.Array) -> jax.Array:
+    """``sum_k coef_k left_k^T right_k``, a ``[5, 5]`` matrix from rows ``[K, 5]``."""
+    return total(coef[:, None, None] * left[:, :, None] * right[:, None, :])
+
+
+def project(pr: Problem, lam: jax.Array) -> jax.Array:
     """Clamp impulses into their feasible sets (joint bounds, ``lam_n >= 0``, friction cone)."""
-    out = list(lam)
-    for k in range(N_JOINTS):
-        out[k] = jnp.clip(lam[k], pr.lo[k], pr.hi[k])
-    for s in range(N_SLOTS):
-        kn, kt = N_JOINTS + 2 * s, N_JOINTS + 2 * s + 1
-        ln = jnp.where(pr.valid[s], jnp.maximum(lam[kn], 0.0), 0.0)
-        out[kn] = ln
-        out[kt] = jnp.clip(lam[kt], -pr.mu * ln, pr.mu * ln)
-    return out
+    lj = jnp.clip(lam[:N_JOINTS], pr.lo, pr.hi)
+    ln = jnp.where(pr.valid, jnp.maximum(lam[NORMALS], 0.0), 0.0)
+    lt = jnp.clip(lam[FRICTIONS], -pr.mu * ln, pr.mu * ln)
+    return jnp.concatenate([lj, ln, lt])
 
 
-def solve(pr: Problem, warm: Sequence[jax.Array], iterations: int):
-    """Impulses after ``iterations`` active-set Newton steps from ``warm``, clamped feasible."""
-    eps = [PROXIMAL * pr.w[k][k] for k in range(len(warm))]
-    lam0 = project(pr, list(warm))
-
-    def body(_, lam):
-        return tuple(_newton_step(pr, list(lam), eps))
-
-    lam = jax.lax.fori_loop(0, iterations, body, tuple(lam0))
-    return project(pr, list(lam))
+def velocity(pr: Problem, lam: jax.Array) -> jax.Array:
+    """``u* + M^-1 J^T lam``."""
+    return pr.u_star + matvec(pr.minv, _transpose_times(pr.jac, lam))
 
 
-def velocity_from_impulses(mm: MassMatrix, pr: Problem, lam) -> tuple[jax.Array, ...]:
-    """``M^-1 J^T lam``: the reduced velocity change produced by the row impulses."""
-    z = [sum(lam[k] * pr.z[k][i] for k in range(len(lam))) for i in range(3)]
-    jq = [sum(lam[k] * pr.jq[k][i] for k in range(len(lam)) if _nonzero(pr.jq[k][i])) for i in range(2)]
-    return velocity_change(mm, z, jq)
+def _newton_step(pr: Problem, eps: jax.Array, lam: jax.Array, u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """One active-set Newton step from impulses ``lam`` and their velocity ``u``."""
+    resid = matvec(pr.jac, u) - pr.target
+    prop = lam - resid / pr.wdiag  # the projected-Gauss-Seidel proposal decides each row's status
+    pj, pn, pt = prop[:N_JOINTS], prop[NORMALS], prop[FRICTIONS]
+    free_j = (pj > pr.lo) & (pj < pr.hi)
+    fixed_j = jnp.where(free_j, 0.0, jnp.where(pj <= pr.lo, pr.lo, pr.hi))
+    free_n = pr.valid & (pn > 0)
+    free_t = free_n & (jnp.abs(pt) < pr.mu * jnp.maximum(lam[NORMALS], 0.0))
+    slide = jnp.where(free_n & ~free_t, jnp.where(pt >= 0, pr.mu, -pr.mu), 0.0)  # s_t mu
+    free = jnp.concatenate([free_j, free_n, free_t])
+    fixed = jnp.concatenate([fixed_j, jnp.zeros_like(lam[N_JOINTS:])])
+
+    a = jnp.where(free, 1.0 / eps, 0.0)
+    jn, jt = pr.jac[NORMALS], pr.jac[FRICTIONS]
+    c_slide = slide * a[NORMALS]  # s_t mu / eps_n for the sliding rows' normals
+    k = pr.mass + _outer_sum(a, pr.jac, pr.jac) + _outer_sum(c_slide, jt, jn)
+    coef = jnp.where(free, lam + pr.target * a, fixed)
+    rhs = (
+        matvec(pr.mass, pr.u_star)
+        + _transpose_times(pr.jac, coef)
+        + _transpose_times(jt, slide * jnp.where(free_n, lam[NORMALS], 0.0))
+    )
+    u_new = solve_arrow(k, rhs)
+
+    lam_free = jnp.where(free, lam - (matvec(pr.jac, u_new) - pr.target) / eps, fixed)
+    lam_t = jnp.where(slide != 0, slide * lam_free[NORMALS], lam_free[FRICTIONS])
+    return jnp.concatenate([lam_free[:N_ROWS - N_SLOTS], lam_t]), u_new
 
 
-def residual(pr: Problem, lam) -> jax.Array:
-    """Largest violation of the complementarity conditions, in m/s (0 at the exact solution).
+def solve(pr: Problem, warm: jax.Array, iterations: int) -> tuple[jax.Array, jax.Array]:
+    """Impulses and velocity after ``iterations`` Newton steps from ``warm``, projected feasible."""
+    eps = PROXIMAL * pr.wdiag
+    lam0 = project(pr, warm)
 
-    Per row, the distance between ``lam`` and ``proj(lam - (W lam + b) / W_kk)`` times ``W_kk``.
-    """
-    n = len(lam)
-    res = [pr.b[k] + sum(pr.w[k][j] * lam[j] for j in range(n)) for k in range(n)]
-    wkk = [jnp.where(pr.w[k][k] > 0, pr.w[k][k], 1.0) for k in range(n)]
-    prop = project(pr, [lam[k] - res[k] / wkk[k] for k in range(n)])
-    return jnp.max(jnp.stack([jnp.abs(prop[k] - lam[k]) * wkk[k] for k in range(n)]))
+    def body(_, carry):
+        return _newton_step(pr, eps, *carry)
+
+    lam, _ = jax.lax.fori_loop(0, iterations, body, (lam0, velocity(pr, lam0)))
+    lam = project(pr, lam)
+    return lam, velocity(pr, lam)
+
+
+def residual(pr: Problem, lam: jax.Array) -> jax.Array:
+    """Largest violation of the complementarity conditions in m/s or rad/s (0 when exact):
+    ``max_k W_kk |proj(lam - (J u(lam) - t) / W_kk) - lam|``."""
+    wd = pr.wdiag
+    res = matvec(pr.jac, velocity(pr, lam)) - pr.target
+    prop = lam - res / wd
+    lj = jnp.clip(prop[:N_JOINTS], pr.lo, pr.hi)
+    ln = jnp.where(pr.valid, jnp.maximum(prop[NORMALS], 0.0), 0.0)
+    lt = jnp.clip(prop[FRICTIONS], -pr.mu * lam[NORMALS], pr.mu * lam[NORMALS])
+    return largest(jnp.abs(jnp.concatenate([lj, ln, lt]) - lam) * wd)
