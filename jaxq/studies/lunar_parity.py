@@ -406,11 +406,30 @@ def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any
     ax.set_ylabel("landed (1) / crashed (0)")
     ax.set_title(f"Tilted drops at {TILT_SPEED} m/s", fontsize=9)
     ax.legend(fontsize=7)
-    for ax in axes[2, 2:]:
-        ax.axis("off")
-    lines = [f"{name}: {row['verdict']}" for name, row in rows.items()]
-    axes[2, 2].text(0.0, 1.0, "\n\n".join(lines), va="top", fontsize=7, wrap=True,
-                    transform=axes[2, 2].transAxes)
+    ax = axes[2, 2]
+    diffs = [raw[f"paired_port_returns_{st.name}"] - raw[f"box2d_returns_{st.name}"] for st in SETUPS]
+    ax.boxplot(diffs, showfliers=True, flierprops={"markersize": 3})
+    ax.set_xticks(range(1, len(SETUPS) + 1), [st.name.replace("_", "\n") for st in SETUPS],
+                  fontsize=7)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_ylabel("return, port replay - Box2D")
+    ax.set_title(f"Paired replays (same start, noise, actions), N = {len(diffs[0])}", fontsize=9)
+    ax = axes[2, 3]
+    sources = [("Box2D", lambda row: row["box2d"]), ("JAX port", lambda row: row["port"])] + [
+        (f"Box2D, {name.replace('_', ' ')}", lambda row, v=name: row["box2d_variants"][v])
+        for name in BOX2D_VARIANTS]
+    x = np.arange(len(SETUPS))
+    for k, (label, pick) in enumerate(sources):
+        means = [pick(rows[st.name])["mean_return"] - st.return_target[0] for st in SETUPS]
+        errors = [2 * pick(rows[st.name])["se_return"] for st in SETUPS]
+        ax.errorbar(x + 0.12 * (k - 1.5), means, yerr=errors, fmt="o", ms=4, capsize=2, label=label)
+    for j, st in enumerate(SETUPS):
+        ax.fill_between([j - 0.3, j + 0.3], -st.return_target[1], st.return_target[1],
+                        color="grey", alpha=0.2, lw=0)
+    ax.set_xticks(x, [st.name.replace("_", "\n") for st in SETUPS], fontsize=7)
+    ax.set_ylabel("mean return - target centre (± 2 s.e.)")
+    ax.set_title("Mean return vs the issue's target band (grey)", fontsize=9)
+    ax.legend(fontsize=6)
     fig.suptitle("LunarLander-v3: JAX port vs Gymnasium Box2D", fontsize=12)
     fig.tight_layout()
     return fig
