@@ -128,22 +128,29 @@ def test_ground_contact_steps_match_converged_box2d(ref, envs, port_step):
     With Gymnasium's 180 velocity iterations Box2D's own result moves by up to ~0.2 in the angular
     velocity observation on such steps when the iterations are raised to 3000 (its sequential
     impulses converge slowly at the 68:1 hull-to-leg mass ratio); the port solves the constraints
-    exactly, so it is compared with the converged Box2D solution, at the flight tolerance. Box2D's
-    continuous collision is off here: it can set a leg's flag one step early when the other leg's
-    impact stops the lander; the replay test below covers the steps where it matters.
+    exactly, so it is compared with the converged Box2D solution, at the flight tolerance, with
+    Box2D's continuous collision off (its time-of-impact sub-steps nudge the velocities by a few
+    1e-3). The contact flags are compared with it on: when a leg reaches the ground within a step,
+    Box2D's time of impact reports it in that very step, which the port approximates.
     """
     rng = np.random.default_rng(11)
     legs = ref.read_bodies(ref.settled_env(0))
     drops = [ref.drop_bodies(legs, speed=rng.uniform(0.0, 1.0), tilt=rng.uniform(-0.1, 0.1),
                              vx=rng.uniform(-0.5, 0.5), gap=rng.uniform(0.01, 0.02))
              for _ in range(N_CASES)]
-    cases = [(ref.settled_env(0), b, ref.flat_terrain(), k % 4) for k, b in enumerate(drops)]
-    port_obs, _, box_obs, _ = _compare_steps(ref, envs, port_step, False, cases, steps=3,
-                                             box2d_iterations=CONVERGED_ITERATIONS, box2d_toi=False)
+
+    def compare(toi):
+        cases = [(ref.settled_env(0), b, ref.flat_terrain(), k % 4) for k, b in enumerate(drops)]
+        return _compare_steps(ref, envs, port_step, False, cases, steps=3,
+                              box2d_iterations=CONVERGED_ITERATIONS, box2d_toi=toi)
+
+    port_obs, _, box_obs, _ = compare(toi=False)
     assert box_obs[0, :, 6:].any(axis=1).all(), "every case touches the ground in the first step"
-    np.testing.assert_array_equal(port_obs[..., 6:], box_obs[..., 6:])
-    err = np.abs(port_obs - box_obs).max(axis=(0, 1))
+    err = np.abs(port_obs[..., :6] - box_obs[..., :6]).max(axis=(0, 1))
     assert np.all(err <= FLIGHT_TOL), f"max |port - Box2D| per observation component: {err}"
+    port_obs, _, box_obs, _ = compare(toi=True)
+    same_flags = np.mean(port_obs[..., 6:] == box_obs[..., 6:])
+    assert same_flags >= 0.99, f"contact flags agree in only {same_flags:.1%} of leg-steps"
 
 
 def test_noop_replays_end_like_box2d(ref, port_step):
