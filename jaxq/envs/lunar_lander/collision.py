@@ -32,13 +32,15 @@ from jaxq.envs.lunar_lander.kinematics import any_of, dot2, expand, first_extrem
 
 
 class Manifold(NamedTuple):
-    """Contact points over slot axes ``S``: ``valid [S]``, world ``point [2, S]``, unit ``normal
-    [2, S]`` (ground to body) and the cores' ``separation [S]`` (a point exists for ``<= 0.02``)."""
+    """Contact points over slot axes ``S``: ``valid [S]`` (within the requested margin), world
+    ``point [2, S]``, unit ``normal [2, S]`` (ground to body), the cores' ``separation [S]`` and
+    ``touch [S]``: a manifold point in the engine's sense (``separation <= 0.02``)."""
 
     valid: jax.Array
     point: jax.Array
     normal: jax.Array
     separation: jax.Array
+    touch: jax.Array
 
 
 def face_normals(local_verts: np.ndarray) -> np.ndarray:
@@ -55,11 +57,12 @@ def world_polygon(local_verts: np.ndarray, origin: jax.Array, cs: jax.Array, sn:
     return origin[:, None] + rotate(cs[None], sn[None], lv), rotate(cs[None], sn[None], ln)
 
 
-def candidate_edges(heights: jax.Array, verts: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def candidate_edges(heights: jax.Array, verts: jax.Array, margin: float) -> tuple[jax.Array, jax.Array, jax.Array]:
     """End points ``e1, e2 [2, 2 edges]`` of the edges under the leftmost and rightmost vertex
-    (widened by the contact distance) and ``distinct [2]`` (False for a repeat of the first)."""
+    (widened by ``margin``) and ``distinct [2]`` (False for a repeat of the first). The polygon's
+    width plus twice the margin must stay below an edge's length (2 m)."""
     x = verts[0]
-    k = terrain.edge_index(jnp.stack([smallest(x) - C.CONTACT_DISTANCE, largest(x) + C.CONTACT_DISTANCE]))
+    k = terrain.edge_index(jnp.stack([smallest(x) - margin, largest(x) + margin]))
     x1 = k.astype(jnp.float32) * C.EDGE_LENGTH_X
     e1 = jnp.stack([x1, jnp.take_along_axis(heights, k, 0)])
     e2 = jnp.stack([x1 + C.EDGE_LENGTH_X, jnp.take_along_axis(heights, k + 1, 0)])
@@ -100,15 +103,19 @@ def _clip(a: jax.Array, b: jax.Array, ta: jax.Array, tb: jax.Array, hi: jax.Arra
     return end(a, ta), end(b, tb), keep
 
 
-def polygon_edges(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array, distinct: jax.Array) -> Manifold:
+def polygon_edges(
+    verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array, distinct: jax.Array, margin: float
+) -> Manifold:
     """Manifolds of one polygon (``verts``, ``normals [2, n]``) against edges ``e1 -> e2 [2, E]``.
 
-    Returns slots ``[E, 2]`` (two per edge).
+    Points are ``valid`` up to a separation of ``margin`` (at least the contact distance), using
+    the same axis choice and clipping. Returns slots ``[E, 2]`` (two per edge).
     """
     d, n, length, s_edge, s_faces = _axes(verts, normals, e1, e2)
     ref = first_extreme(s_faces, 1, biggest=True)  # [E, n]
     s_poly = largest(s_faces, 1)
-    touching = distinct & (s_edge <= C.CONTACT_DISTANCE) & (s_poly <= C.CONTACT_DISTANCE)
+    near = distinct & (s_edge <= margin) & (s_poly <= margin)
+    touching = near & (s_edge <= C.CONTACT_DISTANCE) & (s_poly <= C.CONTACT_DISTANCE)
     face_ref = s_poly > C.AXIS_RELATIVE_TOL * s_edge + C.AXIS_ABSOLUTE_TOL
 
     # Edge as reference: clip the polygon face most anti-parallel to n to the edge's extent.
@@ -130,26 +137,23 @@ def polygon_edges(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.A
     sep = jnp.where(fr, s_f, s_e)
     point = jnp.where(fr[None], p_f - 0.5 * s_f[None] * rn[:, :, None], p_e - 0.5 * s_e[None] * n[:, :, None])
     normal = jnp.where(fr[None], -rn[:, :, None], n[:, :, None]) + jnp.zeros_like(point)
-    keep = touching & jnp.where(face_ref, keep_f, keep_e)
-    return Manifold(keep[:, None] & (sep <= C.CONTACT_DISTANCE), point, normal, sep)
+    clipped = jnp.where(face_ref, keep_f, keep_e)[:, None]
+    valid = (near[:, None] & clipped) & (sep <= margin)
+    touch = (touching[:, None] & clipped) & (sep <= C.CONTACT_DISTANCE)
+    return Manifold(valid, point, normal, sep, touch)
 
 
-def polygon_terrain(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> Manifold:
-    """All manifold points of a polygon against the ground: four slots."""
-    m = polygon_edges(verts, normals, *candidate_edges(heights, verts))
+def polygon_terrain(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: float) -> Manifold:
+    """All manifold points of a polygon against the ground within ``margin``: four slots."""
+    m = polygon_edges(verts, normals, *candidate_edges(heights, verts, margin), margin)
     rest = m.valid.shape[2:]
-    return Manifold(
-        valid=m.valid.reshape((4,) + rest),
-        point=m.point.reshape((2, 4) + rest),
-        normal=m.normal.reshape((2, 4) + rest),
-        separation=m.separation.reshape((4,) + rest),
-    )
+    return jax.tree.map(lambda x: x.reshape(x.shape[:-len(rest) - 2] + (4,) + rest), m)
 
 
 def separation(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> jax.Array:
     """Smallest separating-axis distance between the polygon's core and the ground (negative when
     overlapping): ``max(s_edge, max_j s_j)``, minimised over the candidate edges."""
-    e1, e2, distinct = candidate_edges(heights, verts)
+    e1, e2, distinct = candidate_edges(heights, verts, C.CONTACT_DISTANCE)
     _, _, _, s_edge, s_faces = _axes(verts, normals, e1, e2)
     return smallest(jnp.where(distinct, jnp.maximum(s_edge, largest(s_faces, 1)), jnp.inf))
 
@@ -166,4 +170,5 @@ def best_two(m: Manifold) -> Manifold:
         point=total(pick[None] * m.point[:, None], 2),
         normal=total(pick[None] * m.normal[:, None], 2),
         separation=total(pick * jnp.where(m.valid, m.separation, 0.0)[None], 1),
+        touch=total(pick * m.touch[None], 1) > 0.5,
     )

@@ -12,9 +12,14 @@ in reduced coordinates (see :mod:`kinematics`):
 4. positions: ``x += dt * v`` with the engine's per-step caps, a non-linear Gauss-Seidel push-out
    of contacts overlapping by more than the slop (20 % per pass, ``position_iterations`` passes
    with early exit; linearised in the reduced coordinates), and the joint-limit correction;
-5. continuous collision, as far as the episode can tell: a leg or the hull whose core ends the step
-   closer to the ground than ``TOI_DISTANCE`` gets its contact flag in this step already (the
-   original then rewinds the body to the time of impact; that motion is not modelled);
+5. continuous collision: the original stops a body that would pass closer than ``TOI_DISTANCE``
+   (0.005 m, core to ground) within a step at its time of impact, on its own (joints are not part
+   of that sub-step), and reports the contact in that step. Here the nearest points of each leg up
+   to ``SPECULATIVE_MARGIN`` away are tracked; one that would end the step closer than
+   ``TOI_DISTANCE`` is put back at that distance by turning its leg about the joint, and its
+   approach speed is taken out of that joint's rate (the hull keeps moving, as in the original).
+   A leg or the hull ending the step within ``TOI_DISTANCE`` (plus the engine's tolerance)
+   reports contact in this step;
 6. sleep: a body is calm when ``|v| <= 0.01`` m/s and ``|omega| <= 2`` deg/s; the island sleeps
    once all three bodies have been calm for 25 steps in a row and the positions are solved.
 
@@ -44,8 +49,14 @@ from jaxq.envs.lunar_lander import kinematics as K
 from jaxq.envs.lunar_lander import solver
 
 N_DOF = 5
-# Core distance at which the original's continuous collision stops a body (and reports contact).
+# Core distance at which the original's continuous collision stops a body (and reports contact),
+# and the tolerance of its root finder.
 TOI_DISTANCE = max(C.LINEAR_SLOP, C.CONTACT_DISTANCE - 3 * C.LINEAR_SLOP)
+TOI_TOLERANCE = 0.25 * C.LINEAR_SLOP
+# Leg points this close (m) are tracked for continuous collision: enough for an approach of
+# 20 m/s, and small enough that a leg plus twice the margin spans at most two edges.
+SPECULATIVE_MARGIN = 0.4
+_MIN_LEVER = 0.05  # m: a point whose normal passes this close to the joint is not turned out
 _FOLD_SIGN = np.array([-i for i in C.LEG_SIDE], np.float32)  # f = -i q
 
 
@@ -103,26 +114,25 @@ def hull_polygon(p: K.Pose) -> tuple[jax.Array, jax.Array]:
     return collision.world_polygon(C.LANDER_POLY, p.origin, p.cs, p.sn)
 
 
-_SLOT_AXES = collision.Manifold(valid=0, point=1, normal=1, separation=0)
+_SLOT_AXES = collision.Manifold(valid=0, point=1, normal=1, separation=0, touch=0)
 
 
 def contacts(heights: jax.Array, p: K.Pose) -> tuple[collision.Manifold, jax.Array, jax.Array]:
-    """Contact slots of both legs (two each: ``[4]``) and touching flags of legs ``[2]`` and hull."""
+    """The two nearest points of each leg within ``SPECULATIVE_MARGIN`` (slots ``[4]``; ``touch``
+    marks real manifold points) and the touching flags of legs ``[2]`` and hull.
+
+    The hull's flag uses its separating-axis distance (``<= 0.02``) rather than a full manifold.
+    """
 
     def leg(verts, normals):
-        m = collision.polygon_terrain(heights, verts, normals)
-        return collision.best_two(m), K.any_of(m.valid)
+        m = collision.polygon_terrain(heights, verts, normals, SPECULATIVE_MARGIN)
+        return collision.best_two(m), K.any_of(m.touch)
 
     slots, leg_touch = jax.vmap(leg, out_axes=(_SLOT_AXES, 0))(*leg_polygons(p))
     rest = leg_touch.shape[1:]
-    slots = collision.Manifold(
-        valid=slots.valid.reshape((solver.N_SLOTS,) + rest),
-        point=slots.point.reshape((2, solver.N_SLOTS) + rest),
-        normal=slots.normal.reshape((2, solver.N_SLOTS) + rest),
-        separation=slots.separation.reshape((solver.N_SLOTS,) + rest),
-    )
-    hull = collision.polygon_terrain(heights, *hull_polygon(p))
-    return slots, leg_touch, K.any_of(hull.valid)
+    slots = jax.tree.map(lambda x: x.reshape(x.shape[:-len(rest) - 2] + (solver.N_SLOTS,) + rest), slots)
+    hull_touch = collision.separation(heights, *hull_polygon(p)) <= C.CONTACT_DISTANCE
+    return slots, leg_touch, hull_touch
 
 
 def constraint_rows(p: K.Pose, slots: collision.Manifold) -> jax.Array:
@@ -192,11 +202,39 @@ def _limit_correction(fold: jax.Array, at_ext: jax.Array, at_fold: jax.Array) ->
     return new, err <= C.ANGULAR_SLOP
 
 
+def _time_of_impact(p: K.Pose, slots: collision.Manifold, position: jax.Array, u: jax.Array):
+    """Stop legs that would end the step closer than ``TOI_DISTANCE`` to the ground.
+
+    For the approaching (not yet touching) points, the end-of-step separation is predicted to first
+    order, ``s + dt v_n``; the deepest offender of each leg is turned out by
+    ``dq = (TOI_DISTANCE - s_end) / l`` about the joint, with ``l = cross(x - P, n)`` its lever,
+    and the joint rate loses ``v_n / l``, so the point neither penetrates nor approaches further.
+    Returns the new position and velocity and, per leg, whether it was stopped (a contact event).
+    """
+    spec = slots._replace(valid=slots.valid & ~slots.touch)
+    rows = constraint_rows(p, spec)[solver.NORMALS]  # [4 slots, 5]
+    vn = K.matvec(rows, u)
+    s_end = slots.separation + C.DT * vn
+    deficit = jnp.where(spec.valid, TOI_DISTANCE - s_end, 0.0)  # > 0: would end too close
+    lever = rows[:, 3] + rows[:, 4]  # only the slot's own joint is non-zero
+    usable = (deficit > 0) & (jnp.abs(lever) > _MIN_LEVER)
+    safe = jnp.where(usable, lever, 1.0)
+    dq = jnp.where(usable, deficit / safe, 0.0)
+    dqd = jnp.where(usable, -jnp.minimum(vn, 0.0) / safe, 0.0)
+    # Per leg (slots 2k, 2k + 1), act on the point that needs the larger turn.
+    first = jnp.abs(dq[0::2]) >= jnp.abs(dq[1::2])
+    dq_leg = jnp.where(first, dq[0::2], dq[1::2])
+    dqd_leg = jnp.where(first, dqd[0::2], dqd[1::2])
+    hit = jnp.stack([usable[0] | usable[1], usable[2] | usable[3]])
+    return position.at[3:].add(dq_leg), u.at[3:].add(dqd_leg), hit
+
+
 def close_to_ground(heights: jax.Array, p: K.Pose) -> tuple[jax.Array, jax.Array]:
-    """Whether each leg ``[2]`` and the hull are within ``TOI_DISTANCE`` of the ground."""
+    """Whether each leg ``[2]`` and the hull ended within ``TOI_DISTANCE`` (plus tolerance) of the
+    ground: the original's continuous collision reports those contacts in the same step."""
+    limit = TOI_DISTANCE + TOI_TOLERANCE
     leg_sep = jax.vmap(collision.separation, in_axes=(None, 0, 0))(heights, *leg_polygons(p))
-    hull_sep = collision.separation(heights, *hull_polygon(p))
-    return leg_sep < TOI_DISTANCE, hull_sep < TOI_DISTANCE
+    return leg_sep <= limit, collision.separation(heights, *hull_polygon(p)) <= limit
 
 
 def step_batched(
@@ -217,9 +255,10 @@ def step_batched(
 
     fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
     target_j, lo, hi = solver.joint_bounds(fold, forces.motor_torque[None] * C.DT)
-    jac = constraint_rows(p, slots)
+    solved = slots._replace(valid=slots.touch)  # only manifold points constrain the velocities
+    jac = constraint_rows(p, solved)
     target = jnp.concatenate([target_j, jnp.zeros_like(mech.impulses[solver.N_JOINTS:])])
-    pr = solver.make_problem(jac, target, lo, hi, slots.valid, forces.friction, mass, u_star)
+    pr = solver.make_problem(jac, target, lo, hi, solved.valid, forces.friction, mass, u_star)
     lam, u_new = solver.solve(pr, mech.impulses, config.newton_iterations)
     u_new = _cap(u_new)
 
@@ -228,8 +267,9 @@ def step_batched(
     jn = jac[solver.NORMALS]
     minv_jn = K.matmul(pr.minv, K.transpose(jn))  # [5, 4]
     sep = slots.separation - C.CONTACT_DISTANCE + C.DT * K.matvec(jn, u_new)
-    push, contacts_ok = _push_out(K.matmul(jn, minv_jn), sep, slots.valid, config.position_iterations)
+    push, contacts_ok = _push_out(K.matmul(jn, minv_jn), sep, solved.valid, config.position_iterations)
     position = position + K.matvec(minv_jn, push)
+    position, u_new, leg_hit = _time_of_impact(p, slots, position, u_new)
     sign = K.expand(_FOLD_SIGN, position, 1)
     new_fold, joints_ok = _limit_correction(sign * position[3:], fold <= C.LEG_EXTENDED, fold >= C.LEG_FOLDED)
     position = jnp.concatenate([position[:3], sign * new_fold])
@@ -242,7 +282,7 @@ def step_batched(
     asleep = (K.smallest(calm_steps) >= C.SLEEP_STEPS) & contacts_ok & joints_ok[0] & joints_ok[1]
 
     new = Mechanism(position=position, velocity=u_new, impulses=lam, calm_steps=calm_steps)
-    return new, StepResult(leg_touch | leg_close, hull_touch | hull_close, asleep)
+    return new, StepResult(leg_touch | leg_hit | leg_close, hull_touch | hull_close, asleep)
 
 
 CHUNK = 256  # environments per pass: keeps the step's intermediates in cache
