@@ -1,4 +1,4 @@
-"""LunarLander parity: the JAX port vs Gymnasium's Box2D environment (see jaxq.studies.lunar_parity).
+"""LunarLander parity: the JAX port vs Gymnasium's Box2D environment (jaxq.studies.lunar_parity).
 
     python experiments/lunar_parity.py [--quick] [--out DIR]
 """

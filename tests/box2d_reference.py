@@ -62,7 +62,8 @@ class Bodies:
 
     def as_kwargs(self) -> dict[str, np.ndarray]:
         """The fields as float32 keyword arguments (the port's ``state_from_bodies`` takes these)."""
-        return {f.name: np.asarray(getattr(self, f.name), np.float32) for f in dataclasses.fields(self)}
+        return {f.name: np.asarray(getattr(self, f.name), np.float32)
+                for f in dataclasses.fields(self)}
 
 
 def versions() -> dict[str, str]:
@@ -240,7 +241,7 @@ def solver_iterations(velocity: int) -> Iterator[None]:
     constraint solution that an exact solver should reproduce.
     """
     step_fn = Box2D.b2World.__dict__["Step"]
-    Box2D.b2World.Step = lambda world, dt, _velocity, position: step_fn(world, dt, velocity, position)
+    Box2D.b2World.Step = lambda world, dt, _vel, position: step_fn(world, dt, velocity, position)
     try:
         yield
     finally:
@@ -347,14 +348,15 @@ class InitialCondition:
 
     Attributes:
         bodies: the three bodies after the reset step; terrain: ``[11]`` heights.
-        obs: the reset observation; prev_shaping: its shaping (the first step's reward baseline).
+        obs: the reset observation; prev_shaping: its shaping (the first step's reward baseline;
+            None: the shaping of ``bodies``).
         dispersion: ``[steps, 2]`` the (d0, d1) pairs the episode's steps will draw, in order.
     """
 
     bodies: Bodies
     terrain: np.ndarray
     obs: np.ndarray
-    prev_shaping: float
+    prev_shaping: float | None
     dispersion: np.ndarray
 
 

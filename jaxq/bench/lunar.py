@@ -2,8 +2,8 @@
 
 The port runs ``vmap(env_step)`` (random actions, gymnax auto-reset) inside one jitted
 ``lax.scan`` per width; its compile time is measured apart from the run. The peers, measured in the
-same process right after each width: Gymnasium's ``LunarLander-v3`` as one env in a plain Python loop, and a
-``gymnasium.vector.SyncVectorEnv`` of the same width (up to ``VECTOR_MAX_WIDTH`` envs: it steps
+same process right after each width: Gymnasium's ``LunarLander-v3`` as one env in a plain Python
+loop, and a ``gymnasium.vector.SyncVectorEnv`` of the same width (up to ``VECTOR_MAX_WIDTH`` envs: it steps
 its envs one after the other, so wider ones add nothing but minutes). Both peers also act randomly
 and reset when an episode ends.
 """
@@ -39,7 +39,7 @@ def port_rollout(width: int, steps: int) -> tuple[Callable[..., Any], tuple[Any,
     step = jax.vmap(partial(env_step, env), in_axes=(0, 0, 0, None))
 
     def rollout(key: jax.Array, state: Any) -> tuple[Any, jax.Array]:
-        def body(carry: tuple[Any, jax.Array], key: jax.Array) -> tuple[tuple[Any, jax.Array], None]:
+        def body(carry: tuple[Any, jax.Array], key: jax.Array) -> tuple:
             state, total = carry
             key_act, key_env = jax.random.split(key)
             actions = jax.random.randint(key_act, (width,), 0, NUM_ACTIONS)
