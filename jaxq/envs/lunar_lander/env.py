@@ -140,6 +140,12 @@ def shaping(obs: jax.Array) -> jax.Array:
     )
 
 
+def terminal_reward(reward: jax.Array, crashed: jax.Array, asleep: jax.Array) -> jax.Array:
+    """The step reward after the terminal overrides: ``+100`` if the lander fell asleep (this wins),
+    else ``-100`` if it crashed or left the screen, else ``reward`` unchanged."""
+    return jnp.where(asleep, 100.0, jnp.where(crashed, -100.0, reward))
+
+
 def _wind_profile(index: jax.Array) -> jax.Array:
     """``tanh(sin(0.02 k) + sin(0.01 pi k))``, the original's non-periodic wind profile."""
     k = index.astype(jnp.float32)
@@ -241,7 +247,7 @@ def transition(state: EnvState, action: jax.Array, dispersion: jax.Array, params
     shape = shaping(obs)
     reward = shape - state.prev_shaping - C.MAIN_FUEL_COST * main - C.SIDE_FUEL_COST * side
     crashed = res.hull_contact | (jnp.abs(obs[0]) >= 1.0)
-    reward = jnp.where(res.asleep, 100.0, jnp.where(crashed, -100.0, reward))
+    reward = terminal_reward(reward, crashed, res.asleep)
     terminated = crashed | res.asleep
     nxt = nxt.replace(prev_shaping=shape)
     info = {"main_power": main, "side_power": side, "side_direction": direction}

@@ -47,7 +47,7 @@ N_SLOTS = 4  # two contact points per leg
 N_ROWS = N_JOINTS + 2 * N_SLOTS
 NORMALS = slice(N_JOINTS, N_JOINTS + N_SLOTS)
 FRICTIONS = slice(N_JOINTS + N_SLOTS, N_ROWS)
-PROXIMAL = 1e-4  # proximal weight relative to each row's diagonal W_kk
+PROXIMAL = 1e-3  # proximal weight relative to each row's diagonal W_kk
 _BIG = 1e9
 
 
@@ -155,16 +155,21 @@ def _newton_step(pr: Problem, eps: jax.Array, lam: jax.Array, u: jax.Array) -> t
 
 
 def solve(pr: Problem, warm: jax.Array, iterations: int) -> tuple[jax.Array, jax.Array]:
-    """Impulses and velocity after ``iterations`` Newton steps from ``warm``, projected feasible."""
+    """Impulses and velocity after ``iterations`` Newton steps from ``warm``, projected feasible.
+
+    The velocity is the last Newton solve's own (the impulses it implies carry the penalty's
+    ``1/eps`` rounding), plus the effect of the final projection, which is zero once the active
+    set is right.
+    """
     eps = PROXIMAL * pr.wdiag
     lam0 = project(pr, warm)
 
     def body(_, carry):
         return _newton_step(pr, eps, *carry)
 
-    lam, _ = jax.lax.fori_loop(0, iterations, body, (lam0, velocity(pr, lam0)))
-    lam = project(pr, lam)
-    return lam, velocity(pr, lam)
+    lam, u = jax.lax.fori_loop(0, iterations, body, (lam0, velocity(pr, lam0)))
+    feasible = project(pr, lam)
+    return feasible, u + matvec(pr.minv, _transpose_times(pr.jac, feasible - lam))
 
 
 def residual(pr: Problem, lam: jax.Array) -> jax.Array:
