@@ -99,7 +99,7 @@ def run(quick: bool = False) -> dict[str, Any]:
     for width in widths:
         steps = _rollout_steps(width, quick)
         fn, args = port_rollout(width, steps)
-        compile_s, run_s = compile_and_time(fn, *args)
+        compile_s, run_s = compile_and_time(fn, *args, repeats=5)
         rate = width * steps / run_s
         # The peers right after each width; on a shared machine the best single-env rate of the
         # run is the fairest yardstick for every width (both sides are best-of-repeats).
