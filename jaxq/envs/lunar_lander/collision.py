@@ -15,7 +15,7 @@ edge without neighbours, with the ground treated as solid below (its normal alwa
 
 A polygon narrower than an edge (all of the lander's are) meets at most the two edges under its
 leftmost and rightmost points. Arrays follow :mod:`kinematics`: vectors on axis 0, then the
-edge / vertex / slot axes, then any batch axes.
+polygon (or polygon-edge pair) / vertex / slot axes, then any batch axes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import terrain
-from jaxq.envs.lunar_lander.kinematics import any_of, dot2, expand, first_extreme, largest, perp, rotate, smallest, total
+from jaxq.envs.lunar_lander.kinematics import dot2, expand, first_extreme, largest, perp, rotate, smallest, total
 
 
 class Manifold(NamedTuple):
@@ -50,46 +50,55 @@ def face_normals(local_verts: np.ndarray) -> np.ndarray:
 
 
 def world_polygon(local_verts: np.ndarray, origin: jax.Array, cs: jax.Array, sn: jax.Array):
-    """World vertices and face normals ``[2, n, ...]`` of a polygon (``local_verts [n, 2]``)
-    placed at ``origin [2, ...]`` with angle cosine ``cs`` and sine ``sn``."""
-    lv = expand(local_verts.T, cs, 0)
-    ln = expand(face_normals(local_verts).T, cs, 0)
-    return origin[:, None] + rotate(cs[None], sn[None], lv), rotate(cs[None], sn[None], ln)
+    """World vertices and face normals ``[2, G, n, ...]`` of ``G`` copies of a polygon
+    (``local_verts [n, 2]``) placed at ``origin [2, G, ...]`` with angle cosines and sines
+    ``cs``, ``sn [G, ...]``."""
+    shape = (2, 1, len(local_verts)) + (1,) * (cs.ndim - 1)
+    lv = jnp.asarray(local_verts.T, jnp.float32).reshape(shape)
+    ln = jnp.asarray(face_normals(local_verts).T, jnp.float32).reshape(shape)
+    c, s = cs[:, None], sn[:, None]
+    return origin[:, :, None] + rotate(c, s, lv), rotate(c, s, ln)
 
 
-def candidate_edges(heights: jax.Array, verts: jax.Array, margin: float) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """End points ``e1, e2 [2, 2 edges]`` of the edges under the leftmost and rightmost vertex
-    (widened by ``margin``) and ``distinct [2]`` (False for a repeat of the first). The polygon's
-    width plus twice the margin must stay below an edge's length (2 m)."""
+def _pairs(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: float):
+    """Each polygon ``[2, G, n]`` paired with the edges under its leftmost and rightmost vertex
+    (widened by ``margin``): per pair ``P = 2 G`` the polygon ``[2, P, n]``, the edge end points
+    ``e1, e2 [2, P]`` and ``distinct [P]`` (False for a repeat of the polygon's first edge). A
+    polygon plus twice the margin must be narrower than an edge (2 m)."""
+    g, n = verts.shape[1], verts.shape[2]
+    rest = verts.shape[3:]
     x = verts[0]
-    k = terrain.edge_index(jnp.stack([smallest(x) - margin, largest(x) + margin]))
-    x1 = k.astype(jnp.float32) * C.EDGE_LENGTH_X
-    e1 = jnp.stack([x1, jnp.take_along_axis(heights, k, 0)])
-    e2 = jnp.stack([x1 + C.EDGE_LENGTH_X, jnp.take_along_axis(heights, k + 1, 0)])
-    return e1, e2, jnp.stack([jnp.ones_like(k[0], bool), k[1] != k[0]])
+    k = terrain.edge_index(jnp.stack([smallest(x, 1) - margin, largest(x, 1) + margin], 1))  # [G, 2]
+    flat = k.reshape((2 * g,) + rest)
+    x1 = flat.astype(jnp.float32) * C.EDGE_LENGTH_X
+    e1 = jnp.stack([x1, jnp.take_along_axis(heights, flat, 0)])
+    e2 = jnp.stack([x1 + C.EDGE_LENGTH_X, jnp.take_along_axis(heights, flat + 1, 0)])
+    distinct = jnp.stack([jnp.ones_like(k[:, 0], bool), k[:, 1] != k[:, 0]], 1).reshape((2 * g,) + rest)
+    per_pair = lambda a: jnp.broadcast_to(a[:, :, None], (2, g, 2, n) + rest).reshape((2, 2 * g, n) + rest)  # noqa: E731
+    return per_pair(verts), per_pair(normals), e1, e2, distinct
 
 
 def _pick(mask: jax.Array, values: jax.Array) -> jax.Array:
-    """``values[:, i]`` for ``mask [E, n]`` one-hot in ``n``: ``values [2, n]`` -> ``[2, E]``."""
-    return total(mask[None] * values[:, None], 2)
+    """``values[:, p, i]`` for ``mask [P, n]`` one-hot in ``n``: ``values [2, P, n]`` -> ``[2, P]``."""
+    return total(mask[None] * values, 2)
 
 
 def _axes(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array):
-    """Edge directions and upward normals ``[2, E]``, lengths ``[E]``, and the separations along
-    the edge normal ``[E]`` and along every polygon face normal ``[E, n]``."""
+    """Per pair: edge direction and upward normal ``[2, P]``, length ``[P]``, and the separations
+    along the edge normal ``[P]`` and along every polygon face normal ``[P, n]``."""
     d = e2 - e1
     length = jnp.sqrt(dot2(d, d))
     d = d / length[None]
     n = perp(d)
-    rel1 = e1[:, :, None] - verts[:, None]  # [2, E, n]
-    rel2 = e2[:, :, None] - verts[:, None]
+    rel1 = e1[:, :, None] - verts  # [2, P, n]
+    rel2 = e2[:, :, None] - verts
     s_edge = smallest(-dot2(rel1, n[:, :, None]), 1)
-    s_faces = jnp.minimum(dot2(rel1, normals[:, None]), dot2(rel2, normals[:, None]))
+    s_faces = jnp.minimum(dot2(rel1, normals), dot2(rel2, normals))
     return d, n, length, s_edge, s_faces
 
 
 def _clip(a: jax.Array, b: jax.Array, ta: jax.Array, tb: jax.Array, hi: jax.Array):
-    """Clip segments ``a -> b`` (``[2, E]``; coordinates ``ta``, ``tb`` along an axis) to
+    """Clip segments ``a -> b`` (``[2, P]``; coordinates ``ta``, ``tb`` along an axis) to
     ``[0, hi]``. Returns the clipped end points and whether anything is left."""
     keep = ~(((ta < 0) & (tb < 0)) | ((ta > hi) & (tb > hi)))
     den = tb - ta
@@ -103,23 +112,19 @@ def _clip(a: jax.Array, b: jax.Array, ta: jax.Array, tb: jax.Array, hi: jax.Arra
     return end(a, ta), end(b, tb), keep
 
 
-def polygon_edges(
-    verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array, distinct: jax.Array, margin: float
-) -> Manifold:
-    """Manifolds of one polygon (``verts``, ``normals [2, n]``) against edges ``e1 -> e2 [2, E]``.
-
-    Points are ``valid`` up to a separation of ``margin`` (at least the contact distance), using
-    the same axis choice and clipping. Returns slots ``[E, 2]`` (two per edge).
-    """
+def _manifolds(verts, normals, e1, e2, distinct, margin: float) -> Manifold:
+    """Manifold of every polygon-edge pair (``verts``, ``normals [2, P, n]``, edges ``[2, P]``):
+    slots ``[P, 2]``. Points are ``valid`` up to a separation of ``margin`` (at least the contact
+    distance), with the same axis choice and clipping."""
     d, n, length, s_edge, s_faces = _axes(verts, normals, e1, e2)
-    ref = first_extreme(s_faces, 1, biggest=True)  # [E, n]
+    ref = first_extreme(s_faces, 1, biggest=True)  # [P, n]
     s_poly = largest(s_faces, 1)
     near = distinct & (s_edge <= margin) & (s_poly <= margin)
     touching = near & (s_edge <= C.CONTACT_DISTANCE) & (s_poly <= C.CONTACT_DISTANCE)
     face_ref = s_poly > C.AXIS_RELATIVE_TOL * s_edge + C.AXIS_ABSOLUTE_TOL
 
     # Edge as reference: clip the polygon face most anti-parallel to n to the edge's extent.
-    inc = first_extreme(dot2(normals[:, None], n[:, :, None]), 1, biggest=False)  # [E, n]
+    inc = first_extreme(dot2(normals, n[:, :, None]), 1, biggest=False)  # [P, n]
     a, b = _pick(inc, verts), _pick(jnp.roll(inc, 1, 1), verts)
     pa_e, pb_e, keep_e = _clip(a, b, dot2(a - e1, d), dot2(b - e1, d), length)
 
@@ -129,9 +134,9 @@ def polygon_edges(
     f2 = dot2(f, f)
     pa_f, pb_f, keep_f = _clip(e1, e2, dot2(e1 - r1, f) / f2, dot2(e2 - r1, f) / f2, jnp.ones_like(f2))
 
-    p_e = jnp.stack([pa_e, pb_e], 2)  # [2, E, 2 slots]
+    p_e = jnp.stack([pa_e, pb_e], 2)  # [2, P, 2 slots]
     p_f = jnp.stack([pa_f, pb_f], 2)
-    s_e = dot2(p_e - e1[:, :, None], n[:, :, None])  # [E, 2 slots]
+    s_e = dot2(p_e - e1[:, :, None], n[:, :, None])  # [P, 2 slots]
     s_f = dot2(p_f - r1[:, :, None], rn[:, :, None])
     fr = face_ref[:, None]
     sep = jnp.where(fr, s_f, s_e)
@@ -144,31 +149,45 @@ def polygon_edges(
 
 
 def polygon_terrain(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: float) -> Manifold:
-    """All manifold points of a polygon against the ground within ``margin``: four slots."""
-    m = polygon_edges(verts, normals, *candidate_edges(heights, verts, margin), margin)
+    """Manifold points of polygons ``[2, G, n]`` against the ground within ``margin``: four slots
+    per polygon, ``[G, 4]``."""
+    g = verts.shape[1]
+    m = _manifolds(*_pairs(heights, verts, normals, margin), margin)
     rest = m.valid.shape[2:]
-    return jax.tree.map(lambda x: x.reshape(x.shape[:-len(rest) - 2] + (4,) + rest), m)
+    return Manifold(
+        valid=m.valid.reshape((g, 4) + rest),
+        point=m.point.reshape((2, g, 4) + rest),
+        normal=m.normal.reshape((2, g, 4) + rest),
+        separation=m.separation.reshape((g, 4) + rest),
+        touch=m.touch.reshape((g, 4) + rest),
+    )
 
 
 def separation(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> jax.Array:
-    """Smallest separating-axis distance between the polygon's core and the ground (negative when
-    overlapping): ``max(s_edge, max_j s_j)``, minimised over the candidate edges."""
-    e1, e2, distinct = candidate_edges(heights, verts, C.CONTACT_DISTANCE)
+    """Smallest separating-axis distance ``[G]`` between each polygon's core and the ground
+    (negative when overlapping): ``max(s_edge, max_j s_j)``, minimised over its edges."""
+    g = verts.shape[1]
+    verts, normals, e1, e2, distinct = _pairs(heights, verts, normals, C.CONTACT_DISTANCE)
     _, _, _, s_edge, s_faces = _axes(verts, normals, e1, e2)
-    return smallest(jnp.where(distinct, jnp.maximum(s_edge, largest(s_faces, 1)), jnp.inf))
+    s = jnp.where(distinct, jnp.maximum(s_edge, largest(s_faces, 1)), jnp.inf)
+    return smallest(s.reshape((g, 2) + s.shape[1:]), 1)
 
 
 def best_two(m: Manifold) -> Manifold:
-    """The two valid points with the smallest separation out of four (invalid ones sort last)."""
-    key = jnp.where(m.valid, m.separation, jnp.inf)
-    earlier = expand(np.tril(np.ones((4, 4), bool), -1).astype(np.float32), key, 1) > 0.5  # j < i
-    ahead = (key[None, :] < key[:, None]) | ((key[None, :] == key[:, None]) & earlier)
-    rank = total(ahead.astype(jnp.float32), 1)  # [4], a permutation of 0..3
-    pick = (rank[None] == expand(np.arange(2, dtype=np.float32)[:, None], rank, 1)).astype(jnp.float32)  # [2, 4]
+    """Per polygon, the two valid points with the smallest separation out of four (invalid ones
+    sort last): ``[G, 4]`` slots to ``[G, 2]``."""
+    key = jnp.where(m.valid, m.separation, jnp.inf)  # [G, 4]
+    earlier = expand(np.tril(np.ones((4, 4), np.float32), -1), key[0], 1) > 0.5  # [i, j]: j < i
+    ahead = (key[:, None, :] < key[:, :, None]) | ((key[:, None, :] == key[:, :, None]) & earlier[None])
+    rank = total(ahead.astype(jnp.float32), 2)  # [G, 4], a permutation of 0..3 per polygon
+    slot = expand(np.arange(2, dtype=np.float32)[:, None], key[0], 1)  # [2, 1]
+    pick = (rank[:, None] == slot[None]).astype(jnp.float32)  # [G, 2, 4]
+    choose = lambda x: total(pick * x[:, None], 2)  # noqa: E731
+    choose_vec = lambda x: total(pick[None] * x[:, :, None], 3)  # noqa: E731
     return Manifold(
-        valid=total(pick * m.valid[None], 1) > 0.5,
-        point=total(pick[None] * m.point[:, None], 2),
-        normal=total(pick[None] * m.normal[:, None], 2),
-        separation=total(pick * jnp.where(m.valid, m.separation, 0.0)[None], 1),
-        touch=total(pick * m.touch[None], 1) > 0.5,
+        valid=choose(m.valid.astype(jnp.float32)) > 0.5,
+        point=choose_vec(m.point),
+        normal=choose_vec(m.normal),
+        separation=choose(jnp.where(m.valid, m.separation, 0.0)),
+        touch=choose(m.touch.astype(jnp.float32)) > 0.5,
     )

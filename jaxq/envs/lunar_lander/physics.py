@@ -103,18 +103,13 @@ class StepResult(NamedTuple):
 
 
 def leg_polygons(p: K.Pose) -> tuple[jax.Array, jax.Array]:
-    """World vertices and face normals of both legs, ``[2 legs, 2, 4]`` each."""
-    return jax.vmap(lambda o, c, s: collision.world_polygon(C.LEG_BOX, o, c, s), in_axes=(1, 0, 0))(
-        p.leg_com, p.leg_cs, p.leg_sn
-    )
+    """World vertices and face normals of both legs, ``[2, 2 legs, 4]`` each."""
+    return collision.world_polygon(C.LEG_BOX, p.leg_com, p.leg_cs, p.leg_sn)
 
 
 def hull_polygon(p: K.Pose) -> tuple[jax.Array, jax.Array]:
-    """World vertices and face normals of the hull, ``[2, 6]`` each."""
-    return collision.world_polygon(C.LANDER_POLY, p.origin, p.cs, p.sn)
-
-
-_SLOT_AXES = collision.Manifold(valid=0, point=1, normal=1, separation=0, touch=0)
+    """World vertices and face normals of the hull, ``[2, 1, 6]`` each."""
+    return collision.world_polygon(C.LANDER_POLY, p.origin[:, None], p.cs[None], p.sn[None])
 
 
 def contacts(heights: jax.Array, p: K.Pose) -> tuple[collision.Manifold, jax.Array, jax.Array]:
@@ -123,15 +118,18 @@ def contacts(heights: jax.Array, p: K.Pose) -> tuple[collision.Manifold, jax.Arr
 
     The hull's flag uses its separating-axis distance (``<= 0.02``) rather than a full manifold.
     """
-
-    def leg(verts, normals):
-        m = collision.polygon_terrain(heights, verts, normals, SPECULATIVE_MARGIN)
-        return collision.best_two(m), K.any_of(m.touch)
-
-    slots, leg_touch = jax.vmap(leg, out_axes=(_SLOT_AXES, 0))(*leg_polygons(p))
+    legs = collision.polygon_terrain(heights, *leg_polygons(p), SPECULATIVE_MARGIN)  # [2 legs, 4]
+    leg_touch = K.any_of(legs.touch, 1)
+    slots = collision.best_two(legs)  # [2 legs, 2]
     rest = leg_touch.shape[1:]
-    slots = jax.tree.map(lambda x: x.reshape(x.shape[:-len(rest) - 2] + (solver.N_SLOTS,) + rest), slots)
-    hull_touch = collision.separation(heights, *hull_polygon(p)) <= C.CONTACT_DISTANCE
+    slots = collision.Manifold(
+        valid=slots.valid.reshape((solver.N_SLOTS,) + rest),
+        point=slots.point.reshape((2, solver.N_SLOTS) + rest),
+        normal=slots.normal.reshape((2, solver.N_SLOTS) + rest),
+        separation=slots.separation.reshape((solver.N_SLOTS,) + rest),
+        touch=slots.touch.reshape((solver.N_SLOTS,) + rest),
+    )
+    hull_touch = collision.separation(heights, *hull_polygon(p))[0] <= C.CONTACT_DISTANCE
     return slots, leg_touch, hull_touch
 
 
@@ -233,8 +231,8 @@ def close_to_ground(heights: jax.Array, p: K.Pose) -> tuple[jax.Array, jax.Array
     """Whether each leg ``[2]`` and the hull ended within ``TOI_DISTANCE`` (plus tolerance) of the
     ground: the original's continuous collision reports those contacts in the same step."""
     limit = TOI_DISTANCE + TOI_TOLERANCE
-    leg_sep = jax.vmap(collision.separation, in_axes=(None, 0, 0))(heights, *leg_polygons(p))
-    return leg_sep <= limit, collision.separation(heights, *hull_polygon(p)) <= limit
+    leg_sep = collision.separation(heights, *leg_polygons(p))
+    return leg_sep <= limit, collision.separation(heights, *hull_polygon(p))[0] <= limit
 
 
 def step_batched(
@@ -285,26 +283,31 @@ def step_batched(
     return new, StepResult(leg_touch | leg_hit | leg_close, hull_touch | hull_close, asleep)
 
 
-CHUNK = 256  # environments per pass: keeps the step's intermediates in cache
+CHUNK = 128  # environments per pass: keeps the step's intermediates in cache
 
 
 def _chunked(fn, args, size: int):
     """``fn(args)`` for batch-last ``args`` of batch ``size``, run ``CHUNK`` environments at a time.
 
     Large batches are padded to a multiple of ``CHUNK`` (repeating the last environment), split,
-    and mapped over sequentially; each chunk's working set then stays in the CPU caches.
+    and mapped over sequentially, so that each chunk's working set stays in the CPU caches. A
+    batch of one is run as two copies: XLA:CPU (jaxlib 0.10.2) miscompiles parts of this step when
+    the trailing batch axis has size 1.
     """
-    if size <= CHUNK:
-        return fn(args)
-    n = -(-size // CHUNK)
-    pad = n * CHUNK - size
+    n = max(1, -(-size // CHUNK))
+    width = max(2, min(size, CHUNK))
+    pad = n * width - size
 
     def split(x):
         x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge")
-        return jnp.moveaxis(x.reshape(x.shape[:-1] + (n, CHUNK)), -2, 0)
+        return jnp.moveaxis(x.reshape(x.shape[:-1] + (n, width)), -2, 0)
 
-    out = jax.lax.map(fn, jax.tree.map(split, args))
-    return jax.tree.map(lambda x: jnp.moveaxis(x, 0, -2).reshape(x.shape[1:-1] + (n * CHUNK,))[..., :size], out)
+    def join(x):
+        return jnp.moveaxis(x, 0, -2).reshape(x.shape[1:-1] + (n * width,))[..., :size]
+
+    if n == 1:
+        return jax.tree.map(lambda x: x[..., :size], fn(jax.tree.map(lambda x: split(x)[0], args)))
+    return jax.tree.map(join, jax.lax.map(fn, jax.tree.map(split, args)))
 
 
 @functools.lru_cache(maxsize=None)
@@ -317,7 +320,7 @@ def _vmappable_step(config: SolverConfig):
     @custom_vmap
     def step(mech, heights, impulse, forces):
         args = jax.tree.map(lambda x: x[..., None], (mech, heights, impulse, forces))
-        return jax.tree.map(lambda x: x[..., 0], run(args))
+        return jax.tree.map(lambda x: x[..., 0], _chunked(run, args, 1))
 
     @step.def_vmap
     def _rule(axis_size, in_batched, mech, heights, impulse, forces):
