@@ -222,6 +222,26 @@ def test_batched_lanes_match_single_environment_steps(discrete, rollout, trans):
     assert len({tuple(np.round(obs[2, i], 5)) for i in range(4)}) == 4
 
 
+def test_single_environment_step_matches_batched_near_a_slope(discrete, rollout, trans):
+    """A spinning lander with a leg 0.02 m from a sloped edge (a state taken from Box2D). The
+    single-environment path once went wrong here (an XLA:CPU miscompile with a batch of one)."""
+    _, params = discrete
+    heights = np.array([5.5742745, 5.568472, 4.765917, 3.9842515, 3.3, 3.3, 3.3, 4.2028956, 5.2694635, 4.799316, 4.5864744], np.float32)
+    bodies = dict(
+        origin=np.array([[4.8687844, 5.5639424], [5.5627956, 6.1320925], [4.7857156, 4.67089]], np.float32),
+        angle=np.array([1.1045902, 1.4188232, 0.74523085], np.float32),
+        velocity=np.array([[-2.1956415, 0.040822066], [-4.9217005, 5.6435623], [4.082422, 0.035764057]], np.float32),
+        angular_velocity=np.full(3, 6.6083617, np.float32),
+    )
+    st = LL.state_from_bodies(params, terrain_heights=heights, **bodies)
+    obs, nxt, *_ = trans(st, jnp.int32(0), jnp.zeros(2), params)
+    batched = jax.jit(jax.vmap(E.transition, in_axes=(0, None, None, None)))
+    obs_b, nxt_b, *_ = batched(jax.tree.map(lambda x: jnp.stack([x, x]), st), jnp.int32(0), jnp.zeros(2), params)
+    assert np.allclose(np.asarray(obs), np.asarray(obs_b[0]), atol=1e-5)
+    assert np.allclose(np.asarray(nxt.mech.position), np.asarray(nxt_b.mech.position[0]), atol=1e-5)
+    assert np.asarray(obs)[6:].tolist() == [0.0, 0.0]  # the leg swings away: no contact
+
+
 # --- bad input ----------------------------------------------------------------------------------
 
 
