@@ -78,11 +78,6 @@ def _pairs(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: flo
     return per_pair(verts), per_pair(normals), e1, e2, distinct
 
 
-def _pick(mask: jax.Array, values: jax.Array) -> jax.Array:
-    """``values[:, p, i]`` for ``mask [P, n]`` one-hot in ``n``: ``values [2, P, n]`` -> ``[2, P]``."""
-    return total(mask[None] * values, 2)
-
-
 def _axes(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array):
     """Per pair: edge direction and upward normal ``[2, P]``, length ``[P]``, and the separations
     along the edge normal ``[P]`` and along every polygon face normal ``[P, n]``."""
@@ -125,11 +120,14 @@ def _manifolds(verts, normals, e1, e2, distinct, margin: float) -> Manifold:
 
     # Edge as reference: clip the polygon face most anti-parallel to n to the edge's extent.
     inc = first_extreme(dot2(normals, n[:, :, None]), 1, biggest=False)  # [P, n]
-    a, b = _pick(inc, verts), _pick(jnp.roll(inc, 1, 1), verts)
+    # One pass over the vertices picks everything: incident face ends a, b; reference face ends
+    # r1, r2 and normal rn.
+    masks = jnp.stack([inc, jnp.roll(inc, 1, 1), ref, jnp.roll(ref, 1, 1), ref])  # [5, P, n]
+    sources = jnp.stack([verts, verts, verts, verts, normals], 1)  # [2, 5, P, n]
+    a, b, r1, r2, rn = jnp.unstack(total(masks[None] * sources, 3), axis=1)
     pa_e, pb_e, keep_e = _clip(a, b, dot2(a - e1, d), dot2(b - e1, d), length)
 
     # Polygon face as reference: clip the edge to that face's extent.
-    rn, r1, r2 = _pick(ref, normals), _pick(ref, verts), _pick(jnp.roll(ref, 1, 1), verts)
     f = r2 - r1
     f2 = dot2(f, f)
     pa_f, pb_f, keep_f = _clip(e1, e2, dot2(e1 - r1, f) / f2, dot2(e2 - r1, f) / f2, jnp.ones_like(f2))
@@ -182,12 +180,13 @@ def best_two(m: Manifold) -> Manifold:
     rank = total(ahead.astype(jnp.float32), 2)  # [G, 4], a permutation of 0..3 per polygon
     slot = expand(np.arange(2, dtype=np.float32)[:, None], key[0], 1)  # [2, 1]
     pick = (rank[:, None] == slot[None]).astype(jnp.float32)  # [G, 2, 4]
-    choose = lambda x: total(pick * x[:, None], 2)  # noqa: E731
-    choose_vec = lambda x: total(pick[None] * x[:, :, None], 3)  # noqa: E731
-    return Manifold(
-        valid=choose(m.valid.astype(jnp.float32)) > 0.5,
-        point=choose_vec(m.point),
-        normal=choose_vec(m.normal),
-        separation=choose(jnp.where(m.valid, m.separation, 0.0)),
-        touch=choose(m.touch.astype(jnp.float32)) > 0.5,
-    )
+    # All fields in one array, so the selection is applied in a single pass.
+    fields = jnp.concatenate(
+        [
+            jnp.stack([m.valid.astype(jnp.float32), jnp.where(m.valid, m.separation, 0.0), m.touch.astype(jnp.float32)]),
+            m.point,
+            m.normal,
+        ]
+    )  # [7, G, 4]
+    valid, sep, touch, px, py, nx, ny = jnp.unstack(total(pick[None] * fields[:, :, None], 3))
+    return Manifold(valid > 0.5, jnp.stack([px, py]), jnp.stack([nx, ny]), sep, touch > 0.5)

@@ -133,26 +133,24 @@ def contacts(heights: jax.Array, p: K.Pose) -> tuple[collision.Manifold, jax.Arr
     return slots, leg_touch, hull_touch
 
 
-def constraint_rows(p: K.Pose, slots: collision.Manifold) -> jax.Array:
-    """``[10, 5]`` rows: joint fold rates, then contact normals, then frictions (zero if empty).
+def constraint_rows(p: K.Pose, slots: collision.Manifold) -> solver.Rows:
+    """The ten rows: joint fold rates, then contact normals, then frictions (zero if empty).
 
     A unit push along ``d`` at point ``x`` of leg ``k`` acts on the reduced velocity through
-    ``(d, cross(x - c, d), cross(x - P, d) e_k)``.
+    ``(d, cross(x - c, d))`` on the hull and ``cross(x - P, d)`` on joint ``k``.
     """
-    zero = jnp.zeros_like(slots.separation[0])
-    joints = jnp.stack(
-        [jnp.stack([zero, zero, zero, zero + _FOLD_SIGN[0], zero]), jnp.stack([zero, zero, zero, zero, zero + _FOLD_SIGN[1]])]
-    )
-    leg_of_slot = K.expand(np.repeat(np.eye(2, dtype=np.float32), 2, axis=0), zero, 0)  # [4 slots, 2 legs]
+    zero = jnp.zeros_like(slots.separation[:1])
 
     def rows(direction):
         direction = jnp.where(slots.valid[None], direction, 0.0)
-        ang = K.cross(slots.point - p.com[:, None], direction)
-        lev = K.cross(slots.point - p.origin[:, None], direction)
-        return jnp.stack([direction[0], direction[1], ang, lev * leg_of_slot[:, 0], lev * leg_of_slot[:, 1]], 1)
+        hull = jnp.stack([direction[0], direction[1], K.cross(slots.point - p.com[:, None], direction)], 1)
+        return hull, K.cross(slots.point - p.origin[:, None], direction)
 
     tangent = jnp.stack([slots.normal[1], -slots.normal[0]])
-    return jnp.concatenate([joints, rows(slots.normal), rows(tangent)], 0)
+    (hn, jn), (ht, jt) = rows(slots.normal), rows(tangent)
+    joints_hull = jnp.broadcast_to(zero[None], (solver.N_JOINTS, 3) + zero.shape[1:])
+    joints = jnp.concatenate([zero + _FOLD_SIGN[0], zero + _FOLD_SIGN[1]])
+    return solver.Rows(jnp.concatenate([joints_hull, hn, ht]), jnp.concatenate([joints, jn, jt]), solver.ROW_LEGS)
 
 
 def _cap(u: jax.Array) -> jax.Array:
@@ -200,7 +198,7 @@ def _limit_correction(fold: jax.Array, at_ext: jax.Array, at_fold: jax.Array) ->
     return new, err <= C.ANGULAR_SLOP
 
 
-def _time_of_impact(p: K.Pose, slots: collision.Manifold, position: jax.Array, u: jax.Array):
+def _time_of_impact(normals: solver.Rows, slots: collision.Manifold, position: jax.Array, u: jax.Array):
     """Stop legs that would end the step closer than ``TOI_DISTANCE`` to the ground.
 
     For the approaching (not yet touching) points, the end-of-step separation is predicted to first
@@ -209,12 +207,11 @@ def _time_of_impact(p: K.Pose, slots: collision.Manifold, position: jax.Array, u
     and the joint rate loses ``v_n / l``, so the point neither penetrates nor approaches further.
     Returns the new position and velocity and, per leg, whether it was stopped (a contact event).
     """
-    spec = slots._replace(valid=slots.valid & ~slots.touch)
-    rows = constraint_rows(p, spec)[solver.NORMALS]  # [4 slots, 5]
-    vn = K.matvec(rows, u)
+    approaching = slots.valid & ~slots.touch
+    vn = normals.apply(u)
     s_end = slots.separation + C.DT * vn
-    deficit = jnp.where(spec.valid, TOI_DISTANCE - s_end, 0.0)  # > 0: would end too close
-    lever = rows[:, 3] + rows[:, 4]  # only the slot's own joint is non-zero
+    deficit = jnp.where(approaching, TOI_DISTANCE - s_end, 0.0)  # > 0: would end too close
+    lever = normals.joint
     usable = (deficit > 0) & (jnp.abs(lever) > _MIN_LEVER)
     safe = jnp.where(usable, lever, 1.0)
     dq = jnp.where(usable, deficit / safe, 0.0)
@@ -253,21 +250,24 @@ def step_batched(
 
     fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
     target_j, lo, hi = solver.joint_bounds(fold, forces.motor_torque[None] * C.DT)
-    solved = slots._replace(valid=slots.touch)  # only manifold points constrain the velocities
-    jac = constraint_rows(p, solved)
+    rows = constraint_rows(p, slots)  # every tracked point; the solve uses the manifold points
+    touch = slots.touch.astype(jnp.float32)
+    mask = jnp.concatenate([jnp.ones_like(touch[:2]), touch, touch])
+    solved = solver.Rows(rows.hull * mask[:, None], rows.joint * mask, rows.legs)
     target = jnp.concatenate([target_j, jnp.zeros_like(mech.impulses[solver.N_JOINTS:])])
-    pr = solver.make_problem(jac, target, lo, hi, solved.valid, forces.friction, mass, u_star)
+    pr = solver.make_problem(solved, target, lo, hi, slots.touch, forces.friction, mass, u_star)
     lam, u_new = solver.solve(pr, mech.impulses, config.newton_iterations)
     u_new = _cap(u_new)
 
     # Positions, then push-out of overlapping contacts (separations predicted to first order).
     position = mech.position + C.DT * u_new
-    jn = jac[solver.NORMALS]
-    minv_jn = K.matmul(pr.minv, K.transpose(jn))  # [5, 4]
-    sep = slots.separation - C.CONTACT_DISTANCE + C.DT * K.matvec(jn, u_new)
-    push, contacts_ok = _push_out(K.matmul(jn, minv_jn), sep, solved.valid, config.position_iterations)
+    jn = solved.select(solver.NORMALS)
+    minv_jn = jn.through(pr.minv)  # [5, 4]
+    sep = slots.separation - C.CONTACT_DISTANCE + C.DT * jn.apply(u_new)
+    w = jnp.stack([jn.apply(minv_jn[:, b]) for b in range(solver.N_SLOTS)], 1)  # [4, 4]
+    push, contacts_ok = _push_out(w, sep, slots.touch, config.position_iterations)
     position = position + K.matvec(minv_jn, push)
-    position, u_new, leg_hit = _time_of_impact(p, slots, position, u_new)
+    position, u_new, leg_hit = _time_of_impact(rows.select(solver.NORMALS), slots, position, u_new)
     sign = K.expand(_FOLD_SIGN, position, 1)
     new_fold, joints_ok = _limit_correction(sign * position[3:], fold <= C.LEG_EXTENDED, fold >= C.LEG_FOLDED)
     position = jnp.concatenate([position[:3], sign * new_fold])
