@@ -51,7 +51,8 @@ def make_params(**overrides: Any) -> EnvParams:
     values: dict[str, Any] = {}
     for name, value in overrides.items():
         if name not in fields:
-            raise ValueError(f"{name}={value!r} is not a LunarLander parameter; choose from: {', '.join(sorted(fields))}")
+            choices = ", ".join(sorted(fields))
+            raise ValueError(f"{name}={value!r} is not a LunarLander parameter; choose from: {choices}")
         if name == "enable_wind":
             if not isinstance(value, bool):
                 raise ValueError(f"enable_wind={value!r} is not allowed; enable_wind must be True or False")

@@ -28,7 +28,16 @@ import numpy as np
 
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import terrain
-from jaxq.envs.lunar_lander.kinematics import dot2, expand, first_extreme, largest, perp, rotate, smallest, total
+from jaxq.envs.lunar_lander.kinematics import (
+    dot2,
+    expand,
+    first_extreme,
+    largest,
+    perp,
+    rotate,
+    smallest,
+    total,
+)
 
 
 class Manifold(NamedTuple):
@@ -74,7 +83,9 @@ def _pairs(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: flo
     e1 = jnp.stack([x1, jnp.take_along_axis(heights, flat, 0)])
     e2 = jnp.stack([x1 + C.EDGE_LENGTH_X, jnp.take_along_axis(heights, flat + 1, 0)])
     distinct = jnp.stack([jnp.ones_like(k[:, 0], bool), k[:, 1] != k[:, 0]], 1).reshape((2 * g,) + rest)
-    per_pair = lambda a: jnp.broadcast_to(a[:, :, None], (2, g, 2, n) + rest).reshape((2, 2 * g, n) + rest)  # noqa: E731
+    def per_pair(a):
+        return jnp.broadcast_to(a[:, :, None], (2, g, 2, n) + rest).reshape((2, 2 * g, n) + rest)
+
     return per_pair(verts), per_pair(normals), e1, e2, distinct
 
 
@@ -181,12 +192,7 @@ def best_two(m: Manifold) -> Manifold:
     slot = expand(np.arange(2, dtype=np.float32)[:, None], key[0], 1)  # [2, 1]
     pick = (rank[:, None] == slot[None]).astype(jnp.float32)  # [G, 2, 4]
     # All fields in one array, so the selection is applied in a single pass.
-    fields = jnp.concatenate(
-        [
-            jnp.stack([m.valid.astype(jnp.float32), jnp.where(m.valid, m.separation, 0.0), m.touch.astype(jnp.float32)]),
-            m.point,
-            m.normal,
-        ]
-    )  # [7, G, 4]
+    flags = [m.valid.astype(jnp.float32), jnp.where(m.valid, m.separation, 0.0), m.touch.astype(jnp.float32)]
+    fields = jnp.concatenate([jnp.stack(flags), m.point, m.normal])  # [7, G, 4]
     valid, sep, touch, px, py, nx, ny = jnp.unstack(total(pick[None] * fields[:, :, None], 3))
     return Manifold(valid > 0.5, jnp.stack([px, py]), jnp.stack([nx, ny]), sep, touch > 0.5)

@@ -111,9 +111,7 @@ def polygon_mass(vertices: np.ndarray, density: float) -> tuple[float, np.ndarra
     return float(mass), centroid, float(inertia)
 
 
-_LEG_BOX = np.array(
-    [(-LEG_HALF_W, -LEG_HALF_H), (LEG_HALF_W, -LEG_HALF_H), (LEG_HALF_W, LEG_HALF_H), (-LEG_HALF_W, LEG_HALF_H)]
-)
+_LEG_BOX = np.array([(-1, -1), (1, -1), (1, 1), (-1, 1)], np.float64) * np.array([LEG_HALF_W, LEG_HALF_H])
 LANDER_MASS, _LANDER_COM, LANDER_INERTIA = polygon_mass(LANDER_POLY, LANDER_DENSITY)
 LANDER_COM_Y = float(_LANDER_COM[1])  # the centre of mass sits this far above the body origin (x = 0)
 LEG_MASS, _, LEG_INERTIA = polygon_mass(_LEG_BOX, LEG_DENSITY)

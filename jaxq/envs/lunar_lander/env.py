@@ -192,13 +192,14 @@ def engine_impulse(state: EnvState, action: jax.Array, dispersion: jax.Array, pa
     cs, sn = jnp.cos(th), jnp.sin(th)
     # Nozzle offsets in the lander frame (columns: main, side): main (-d1, -(4/30 + 2 d0)), side
     # (-u, -d0) with u = 3 d1 + 0.4 s. Each engine pushes the hull by -power * throttle * offset.
-    offsets = jnp.stack(
-        [jnp.stack([-d1, -(3.0 * d1 + direction * C.SIDE_ENGINE_AWAY)]), jnp.stack([-(C.MAIN_ENGINE_Y + 2.0 * d0), -d0])]
-    )
+    side_u = 3.0 * d1 + direction * C.SIDE_ENGINE_AWAY
+    offsets = jnp.stack([jnp.stack([-d1, -side_u]), jnp.stack([-(C.MAIN_ENGINE_Y + 2.0 * d0), -d0])])
     world = K.rotate(cs, sn, offsets)  # [2 xy, 2 engines]
     push = -world * jnp.stack([params.main_engine_power * main, params.side_engine_power * side])[None]
     # The side engine's point is raised by (17/30, 14/30) (x, y parts) along the lander's up axis.
-    quirk = jnp.stack([jnp.stack([0.0, -sn * C.SIDE_ENGINE_HEIGHT_X]), jnp.stack([0.0, cs * C.SIDE_ENGINE_HEIGHT_Y])])
+    zero = jnp.zeros_like(sn)
+    quirk_x = jnp.stack([zero, -sn * C.SIDE_ENGINE_HEIGHT_X])
+    quirk = jnp.stack([quirk_x, jnp.stack([zero, cs * C.SIDE_ENGINE_HEIGHT_Y])])
     point = hull_origin(state.mech)[:, None] + world + quirk
     angular = K.cross(point - com[:, None], push).sum()
     return jnp.concatenate([push.sum(1), angular[None]]), (main, side, direction)
@@ -215,7 +216,8 @@ def _wind(state: EnvState, params: EnvParams):
 
 def _forces(params: EnvParams) -> physics.StepForces:
     mu = jnp.sqrt(jnp.asarray(params.leg_friction, jnp.float32) * params.terrain_friction)
-    return physics.StepForces(jnp.asarray(params.gravity, jnp.float32), jnp.asarray(params.leg_motor_torque, jnp.float32), mu)
+    gravity = jnp.asarray(params.gravity, jnp.float32)
+    return physics.StepForces(gravity, jnp.asarray(params.leg_motor_torque, jnp.float32), mu)
 
 
 def _config(params: EnvParams) -> physics.SolverConfig:
@@ -372,7 +374,11 @@ def terrain_heights(state: EnvState) -> jax.Array:
 
 def engine_flags(state: EnvState) -> dict[str, jax.Array]:
     """Engine throttles of the last step: ``main_power``, ``side_power``, ``side_direction``."""
-    return {"main_power": state.main_power, "side_power": state.side_power, "side_direction": state.side_direction}
+    return {
+        "main_power": state.main_power,
+        "side_power": state.side_power,
+        "side_direction": state.side_direction,
+    }
 
 
 # --- the gymnax environment -------------------------------------------------------------------
@@ -415,19 +421,18 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
         are clipped into it.
         """
         shape = np.shape(action)
-        if self.continuous:
-            if shape != (2,):
-                raise ValueError(f"action shape {shape} is not allowed; {self.name} takes float actions of shape (2,)")
-            return
-        if shape != ():
-            raise ValueError(f"action shape {shape} is not allowed; {self.name} takes a scalar action in {{0, 1, 2, 3}}")
-        if isinstance(action, jax.core.Tracer):
+        allowed = "float actions of shape (2,)" if self.continuous else "an integer action in {0, 1, 2, 3}"
+        if shape != ((2,) if self.continuous else ()):
+            raise ValueError(f"action shape {shape} is not allowed; {self.name} takes {allowed}")
+        if self.continuous or isinstance(action, jax.core.Tracer):
             return
         value = np.asarray(action)
-        if value.dtype.kind not in "iub" and not (value.dtype.kind == "f" and float(value) == round(float(value))):
-            raise ValueError(f"action={action!r} is not allowed; {self.name} takes an integer in {{0, 1, 2, 3}}")
+        whole = value.dtype.kind == "f" and float(value) == round(float(value))
+        integral = value.dtype.kind in "iub" or whole
+        if not integral:
+            raise ValueError(f"action={action!r} is not allowed; {self.name} takes {allowed}")
         if not 0 <= int(value) <= 3:
-            raise ValueError(f"action={int(value)} is not allowed; {self.name} takes an integer in {{0, 1, 2, 3}}")
+            raise ValueError(f"action={int(value)} is not allowed; {self.name} takes {allowed}")
 
     def step(self, key, state, action, params=None):
         """gymnax's step (auto-reset) after checking the action (see :meth:`check_action`)."""
@@ -443,5 +448,5 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
         state = reset_state(key, params)
         return observation(state), state
 
-    def get_obs(self, state: EnvState, params: EnvParams | None = None, key: jax.Array | None = None) -> jax.Array:
+    def get_obs(self, state: EnvState, params: EnvParams | None = None, key: jax.Array | None = None):
         return observation(state)

@@ -109,11 +109,6 @@ def matmul(a: jax.Array, b: jax.Array) -> jax.Array:
     return total(a[:, :, None] * b[None], 1)
 
 
-def transpose(a: jax.Array) -> jax.Array:
-    """Swap the two structure axes of a matrix ``[n, m, ...]``."""
-    return jnp.swapaxes(a, 0, 1)
-
-
 class Pose(NamedTuple):
     """World poses of the bodies for reduced positions.
 

@@ -150,7 +150,8 @@ def constraint_rows(p: K.Pose, slots: collision.Manifold) -> solver.Rows:
     (hn, jn), (ht, jt) = rows(slots.normal), rows(tangent)
     joints_hull = jnp.broadcast_to(zero[None], (solver.N_JOINTS, 3) + zero.shape[1:])
     joints = jnp.concatenate([zero + _FOLD_SIGN[0], zero + _FOLD_SIGN[1]])
-    return solver.Rows(jnp.concatenate([joints_hull, hn, ht]), jnp.concatenate([joints, jn, jt]), solver.ROW_LEGS)
+    hull = jnp.concatenate([joints_hull, hn, ht])
+    return solver.Rows(hull, jnp.concatenate([joints, jn, jt]), solver.ROW_LEGS)
 
 
 def _cap(u: jax.Array) -> jax.Array:
@@ -325,7 +326,9 @@ def _vmappable_step(config: SolverConfig):
     @step.def_vmap
     def _rule(axis_size, in_batched, mech, heights, impulse, forces):
         def to_last(x, batched):
-            return jnp.moveaxis(x, 0, -1) if batched else jnp.broadcast_to(x[..., None], x.shape + (axis_size,))
+            if batched:
+                return jnp.moveaxis(x, 0, -1)
+            return jnp.broadcast_to(x[..., None], x.shape + (axis_size,))
 
         args = jax.tree.map(to_last, (mech, heights, impulse, forces), tuple(in_batched))
         out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), _chunked(run, args, axis_size))
@@ -353,4 +356,5 @@ def physics_step(
         config: static iteration counts.
     """
     forces = StepForces(*(jnp.asarray(f, jnp.float32) for f in forces))
-    return _vmappable_step(config)(mech, jnp.asarray(heights, jnp.float32), jnp.asarray(hull_impulse, jnp.float32), forces)
+    heights = jnp.asarray(heights, jnp.float32)
+    return _vmappable_step(config)(mech, heights, jnp.asarray(hull_impulse, jnp.float32), forces)

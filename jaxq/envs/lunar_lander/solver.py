@@ -45,7 +45,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxq.envs.lunar_lander import constants as C
-from jaxq.envs.lunar_lander.kinematics import expand, largest, matvec, solve_arrow, total
+from jaxq.envs.lunar_lander.kinematics import expand, matvec, solve_arrow, total
 
 N_JOINTS = 2
 N_SLOTS = 4  # two contact points per leg
@@ -103,7 +103,10 @@ class Rows:
 
     def through(self, minv: jax.Array) -> jax.Array:
         """``M^-1 J^T``: ``[5, K]``, the velocity change per unit impulse of each row."""
-        cols = [total(minv[:, :3] * self.hull[k][None], 1) + minv[:, 3 + leg] * self.joint[k] for k, leg in enumerate(self.legs)]
+        cols = [
+            total(minv[:, :3] * self.hull[k][None], 1) + minv[:, 3 + leg] * self.joint[k]
+            for k, leg in enumerate(self.legs)
+        ]
         return jnp.stack(cols, 1)
 
 
@@ -125,7 +128,10 @@ def add_products(mass: jax.Array, coef: jax.Array, left: Rows, right: Rows) -> j
     zero = jnp.zeros_like(qq[0])
     top = jnp.concatenate([hh, jnp.stack(hq, 1)], 1)  # [3, 5]
     bottom = jnp.stack(
-        [jnp.concatenate([qh[0], jnp.stack([qq[0], zero])]), jnp.concatenate([qh[1], jnp.stack([zero, qq[1]])])]
+        [
+            jnp.concatenate([qh[0], jnp.stack([qq[0], zero])]),
+            jnp.concatenate([qh[1], jnp.stack([zero, qq[1]])]),
+        ]
     )
     return mass + jnp.concatenate([top, bottom])
 
@@ -134,7 +140,10 @@ def diagonal(minv: jax.Array, rows: Rows) -> jax.Array:
     """``diag(J M^-1 J^T)``: ``[K]``, each row's inverse effective mass."""
     cols = rows.through(minv)  # [5, K]
     return jnp.stack(
-        [total(rows.hull[k] * cols[:3, k]) + rows.joint[k] * cols[3 + leg, k] for k, leg in enumerate(rows.legs)]
+        [
+            total(rows.hull[k] * cols[:3, k]) + rows.joint[k] * cols[3 + leg, k]
+            for k, leg in enumerate(rows.legs)
+        ]
     )
 
 
@@ -197,7 +206,11 @@ def _newton_step(pr: Problem, eps: jax.Array, lam: jax.Array, u: jax.Array) -> t
     jn, jt = pr.rows.select(NORMALS), pr.rows.select(FRICTIONS)
     k = add_products(add_products(pr.mass, a, pr.rows, pr.rows), slide * a[NORMALS], jt, jn)
     coef = jnp.where(free, lam + pr.target * a, fixed)
-    rhs = matvec(pr.mass, pr.u_star) + pr.rows.impulse(coef) + jt.impulse(slide * jnp.where(free_n, lam[NORMALS], 0.0))
+    rhs = (
+        matvec(pr.mass, pr.u_star)
+        + pr.rows.impulse(coef)
+        + jt.impulse(slide * jnp.where(free_n, lam[NORMALS], 0.0))
+    )
     u_new = solve_arrow(k, rhs)
 
     lam_free = jnp.where(free, lam - (pr.rows.apply(u_new) - pr.target) / eps, fixed)
@@ -221,15 +234,3 @@ def solve(pr: Problem, warm: jax.Array, iterations: int) -> tuple[jax.Array, jax
     lam, u = jax.lax.fori_loop(0, iterations, body, (lam0, velocity(pr, lam0)))
     feasible = project(pr, lam)
     return feasible, u + matvec(pr.minv, pr.rows.impulse(feasible - lam))
-
-
-def residual(pr: Problem, lam: jax.Array) -> jax.Array:
-    """Largest violation of the complementarity conditions in m/s or rad/s (0 when exact):
-    ``max_k W_kk |proj(lam - (J u(lam) - t) / W_kk) - lam|``."""
-    wd = pr.wdiag
-    res = pr.rows.apply(velocity(pr, lam)) - pr.target
-    prop = lam - res / wd
-    lj = jnp.clip(prop[:N_JOINTS], pr.lo, pr.hi)
-    ln = jnp.where(pr.valid, jnp.maximum(prop[NORMALS], 0.0), 0.0)
-    lt = jnp.clip(prop[FRICTIONS], -pr.mu * lam[NORMALS], pr.mu * lam[NORMALS])
-    return largest(jnp.abs(jnp.concatenate([lj, ln, lt]) - lam) * wd)

@@ -33,14 +33,3 @@ def sample_heights(key: jax.Array) -> jax.Array:
 def edge_index(x: jax.Array) -> jax.Array:
     """Index ``0..9`` of the edge whose x-range contains ``x`` (clipped at the terrain's ends)."""
     return jnp.clip(jnp.floor(x / C.EDGE_LENGTH_X), 0, C.N_EDGES - 1).astype(jnp.int32)
-
-
-def edge_points(heights: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
-    """End points ``(x1, y1, x2, y2)`` of edge ``k`` (left to right)."""
-    x1 = k.astype(jnp.float32) * C.EDGE_LENGTH_X
-    return x1, heights[k], x1 + C.EDGE_LENGTH_X, heights[k + 1]
-
-
-def surface_height(heights: jax.Array, x: jax.Array) -> jax.Array:
-    """Terrain height under ``x`` (linear between the chunk points, clamped at the ends)."""
-    return jnp.interp(x, jnp.asarray(C.CHUNK_X, jnp.float32), heights)
