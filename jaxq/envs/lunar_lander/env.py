@@ -290,10 +290,11 @@ def _mechanism(position: jax.Array, velocity: jax.Array) -> physics.Mechanism:
 def reset_state(key: jax.Array, params: EnvParams) -> EnvState:
     """The state after the original's reset: terrain, initial push and one no-op physics step.
 
-    The reset step is replaced by its exact affine response to the forces acting in it (see
-    ``constants.RESET_*``): the random initial force ``F ~ U(-1000, 1000)^2`` plus, with wind, the
-    wind force and turbulence torque of that step (the indices are drawn in ``[-9999, 9999)`` and
-    advance by one).
+    That step, in which the original also snaps the legs onto their joints, is replaced by its
+    affine response to the forces acting in it, measured on the original (``constants.RESET_*``):
+    the random initial force ``F ~ U(-1000, 1000)^2`` plus, with wind, the wind force and
+    turbulence torque of that step (the indices are drawn in ``[-9999, 9999)`` and advance by
+    one). The legs then rest relative to the hull, as they do after that step.
     """
     k_terrain, k_force, k_wind, k_torque = jax.random.split(key, 4)
     heights = terrain.sample_heights(k_terrain)
