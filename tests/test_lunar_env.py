@@ -464,8 +464,7 @@ def test_wind_pushes_in_flight_and_indices_advance(discrete, trans):
     _, params = discrete
     windy = LL.make_params(enable_wind=True, wind_power=20.0, turbulence_power=2.0)
     bodies = lander_bodies(10.0, 9.0, 0.0, (0.0, 0.0))
-    st = LL.state_from_bodies(params, terrain_heights=flat_heights(), **bodies)
-    st = st.replace(wind_idx=jnp.int32(1234), torque_idx=jnp.int32(-77))
+    st = LL.state_from_bodies(params, terrain_heights=flat_heights(), wind_idx=1234, torque_idx=-77, **bodies)
     step = lambda s, p: trans(s, jnp.int32(0), jnp.zeros(2), p)  # noqa: E731
     calm_obs, _, _, _, _ = step(st, params)
     obs, nxt, _, _, _ = step(st, windy)

@@ -331,6 +331,8 @@ def state_from_bodies(
     leg_contact: Any = (False, False),
     prev_shaping: Any = None,
     time: int = 0,
+    wind_idx: Any = 0,
+    torque_idx: Any = 0,
 ) -> EnvState:
     """A state from the three bodies' poses and velocities (hull, legs[0], legs[1]).
 
@@ -338,8 +340,8 @@ def state_from_bodies(
     and the three angles are used (the legs hang from the hull's origin by construction).
     ``velocity`` ``[3, 2]`` (centres of mass) and ``angular_velocity`` ``[3]`` are turned into the
     reduced velocity with the same generalized momentum (exact for velocities that satisfy the
-    joints). Warm-start impulses, sleep counters and wind indices start at zero;
-    ``prev_shaping=None`` uses this state's own shaping.
+    joints). Warm-start impulses and sleep counters start at zero; ``prev_shaping=None`` uses
+    this state's own shaping; ``wind_idx``/``torque_idx`` are the next wind and turbulence indices.
     """
     del params  # the state does not depend on them; kept for a uniform signature
     origin = jnp.asarray(origin, jnp.float32)
@@ -352,7 +354,7 @@ def state_from_bodies(
     position = jnp.concatenate([com, th[None], q])
     u = K.project_velocities(K.pose(position), velocity.T, angular_velocity)
     mech = _mechanism(position, u)
-    return _state(terrain_heights, mech, leg_contact, prev_shaping, 0, 0, time)
+    return _state(terrain_heights, mech, leg_contact, prev_shaping, wind_idx, torque_idx, time)
 
 
 def body_poses(state: EnvState) -> dict[str, jax.Array]:
