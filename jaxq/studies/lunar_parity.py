@@ -1,0 +1,518 @@
+"""LunarLander parity study: the JAX port and Gymnasium's Box2D environment, side by side.
+
+For each reference policy (discrete and continuous heuristic, uniform random, no-op):
+
+* N episodes on each side: Box2D ``reset(seed=i)`` for i < N in a plain loop; the port, N vmapped
+  lanes with independent keys. Compared with the issue's targets and with each other.
+* Paired replays: each Box2D episode replayed in the port from Box2D's post-reset state, with the
+  same engine noise and, for the random and no-op policies, the same actions. Any difference then
+  comes from the physics, which makes these comparisons far sharper than the unpaired ones.
+* Two variants of Box2D on the same seeds, for diagnosis: without its continuous (time-of-impact)
+  collision, and with 3000 velocity iterations (a converged contact solve).
+
+Then the landing envelope: vertical and tilted drops onto a flat pad from the very same injected
+body states. Writes ``summary.json`` (both sides, the targets, a pass/fail line per row),
+``curves.npz`` (every episode's return, length and outcome; the envelope sweeps) and
+``histograms.png``.
+
+The Box2D side needs ``gymnasium[box2d]`` and the reference harness ``tests/box2d_reference.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import importlib.util
+import sys
+import time
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxq
+from jaxq.envs import env_step
+from jaxq.envs.lunar_lander import state_from_bodies, transition
+from jaxq.envs.lunar_lander.heuristic import heuristic_action
+from jaxq.studies.common import study_main, write_outputs
+from jaxq.validation import check_choice
+
+NAME = "lunar_parity"
+OUTCOMES = ("sleep", "crash", "out", "truncated")  # the reference harness uses the same names
+POLICIES = ("heuristic", "random", "noop")
+ENV_IDS = {False: "LunarLander-v3", True: "LunarLanderContinuous-v3"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """One row of the comparison: a policy in the discrete or continuous env, and its targets.
+
+    ``return_target``/``length_target`` are (centre, half-width) for the mean over episodes;
+    ``min_landing`` a lower bound on the fraction of episodes that end asleep (landed).
+    """
+
+    name: str
+    policy: str
+    continuous: bool
+    return_target: tuple[float, float]
+    length_target: tuple[float, float] | None = None
+    min_landing: float | None = None
+
+
+SETUPS = (
+    Setup("heuristic_discrete", "heuristic", False, (243.0, 10.0), min_landing=0.88),
+    Setup("heuristic_continuous", "heuristic", True, (283.0, 10.0)),
+    Setup("random", "random", False, (-177.0, 15.0), length_target=(94.0, 10.0)),
+    Setup("noop", "noop", False, (-135.0, 10.0), length_target=(70.0, 5.0)),
+)
+# Box2D variants run next to the reference, to tell which idealisation of it the port reproduces:
+# without its continuous (time-of-impact) collision, and with its velocity solve converged.
+BOX2D_VARIANTS = {"no_continuous_collision": {"continuous_collision": False},
+                  "velocity_iterations_3000": {"velocity_iterations": 3000}}
+DROP_SPEEDS = np.round(np.arange(0.2, 2.401, 0.05), 2)  # m/s, vertical, angle 0
+TILTS = np.round(np.arange(-0.3, 0.301, 0.02), 2)  # rad, at a vertical speed of TILT_SPEED
+TILT_SPEED = 0.5
+
+
+# ------------------------------------------------------------------------------------ port episodes
+
+def _policy_action(policy: jax.Array, key: jax.Array, obs: jax.Array,
+                   continuous: bool) -> jax.Array:
+    """The action of policy number ``policy`` (an index into POLICIES) for one observation."""
+    if continuous:
+        branches = [lambda k, o: heuristic_action(o, True),
+                    lambda k, o: jax.random.uniform(k, (2,), minval=-1.0, maxval=1.0),
+                    lambda k, o: jnp.zeros(2)]
+    else:
+        branches = [lambda k, o: heuristic_action(o, False),
+                    lambda k, o: jax.random.randint(k, (), 0, 4),
+                    lambda k, o: jnp.zeros((), jnp.int32)]
+    return jax.lax.switch(policy, branches, key, obs)
+
+
+def _outcome_code(reward: jax.Array, obs: jax.Array, truncated: jax.Array) -> jax.Array:
+    """Index into OUTCOMES of how a step that ended an episode ended it.
+
+    The terminal reward is +100 for a landing (asleep) and -100 for a crash or leaving the view.
+    """
+    code = jnp.where(reward > 0, 0, jnp.where(jnp.abs(obs[..., 0]) >= 1.0, 2, 1))
+    return jnp.where(truncated, 3, code)
+
+
+@functools.lru_cache(maxsize=None)
+def _episode_runner(continuous: bool, n: int, chunk: int) -> tuple[Callable, Callable, int]:
+    """Jitted ``(start(key), advance(carry, key, policy))`` for ``n`` lanes, and the time limit.
+
+    Cached, and with the policy a traced index, so every policy shares one compilation.
+    """
+    env, params = jaxq.make(ENV_IDS[continuous])
+
+    def lane_step(carry: tuple, key: jax.Array, policy: jax.Array) -> tuple:
+        state, obs, ret, length, done, outcome = carry
+        key_act, key_env = jax.random.split(key)
+        action = _policy_action(policy, key_act, obs, continuous)
+        step = env_step(env, key_env, state, action, params)
+        alive = jnp.logical_not(done)
+        ret = ret + jnp.where(alive, step.reward, 0.0)
+        length = length + alive.astype(jnp.int32)
+        ending = _outcome_code(step.reward, step.next_obs, step.truncated)
+        outcome = jnp.where(jnp.logical_and(alive, step.done), ending, outcome)
+        return (step.state, step.obs, ret, length, jnp.logical_or(done, step.done), outcome)
+
+    @jax.jit
+    def start(key: jax.Array) -> tuple:
+        obs, state = jax.vmap(env.reset_env, (0, None))(jax.random.split(key, n), params)
+        return (state, obs, jnp.zeros(n), jnp.zeros(n, jnp.int32), jnp.zeros(n, bool),
+                jnp.full(n, -1, jnp.int32))
+
+    @jax.jit
+    def advance(carry: tuple, key: jax.Array, policy: jax.Array) -> tuple:
+        def body(c: tuple, k: jax.Array) -> tuple:
+            return jax.vmap(lane_step, (0, 0, None))(c, k, policy), None
+
+        return jax.lax.scan(body, carry, jax.random.split(key, (chunk, n)))[0]
+
+    return start, advance, int(params.max_steps_in_episode)
+
+
+def run_port_episodes(policy: str, n: int, continuous: bool = False, seed: int = 0,
+                      chunk: int = 50) -> dict[str, np.ndarray]:
+    """The first episode of ``n`` independent lanes of the port (vmapped), under ``policy``.
+
+    Args:
+        policy: "heuristic" (:func:`heuristic_action`), "random" (uniform) or "noop".
+
+    Returns ``returns`` [n], ``lengths`` [n] (env steps) and ``outcomes`` [n] (names from OUTCOMES).
+    Steps run in jitted chunks of ``chunk`` until every lane has finished its first episode.
+    """
+    check_choice("policy", policy, POLICIES)
+    start, advance, limit = _episode_runner(continuous, n, chunk)
+    key_reset, key = jax.random.split(jax.random.PRNGKey(seed))
+    carry = start(key_reset)
+    index = jnp.asarray(POLICIES.index(policy))
+    for _ in range(limit // chunk + 2):
+        key, sub = jax.random.split(key)
+        carry = advance(carry, sub, index)
+        if bool(carry[4].all()):
+            break
+    _, _, ret, length, done, outcome = (np.asarray(x) for x in carry)
+    if not done.all():
+        raise RuntimeError(f"{int((~done).sum())} lanes did not finish within {limit} steps")
+    return {"returns": ret.astype(np.float64), "lengths": length,
+            "outcomes": np.asarray(OUTCOMES)[outcome]}
+
+
+# ------------------------------------------------------------------------------ paired episodes
+
+@functools.lru_cache(maxsize=None)
+def batch_transition(continuous: bool) -> Callable[..., tuple]:
+    """``jit(vmap(transition))`` with default params: ``(states, actions, dispersions) -> ...``."""
+    _, params = jaxq.make(ENV_IDS[continuous])
+    return jax.jit(jax.vmap(lambda s, a, d: transition(s, a, d, params)))
+
+
+def run_port_paired(conditions: Sequence[Any], continuous: bool, actions: np.ndarray | None = None,
+                    step: Callable[..., tuple] | None = None) -> dict[str, np.ndarray]:
+    """Port episodes that replay Box2D episodes: same start, same engine noise, same policy.
+
+    Each lane starts from a Box2D initial condition (``bodies``, ``terrain``, ``obs``,
+    ``prev_shaping`` -- None for the start's own shaping -- and the ``dispersion`` numbers
+    ``[T, 2]`` its steps draw; see the reference harness) and uses those dispersion numbers step by
+    step, so with the same actions any difference from Box2D comes from the physics alone.
+
+    Args:
+        actions: open-loop actions ``[n, T]`` (discrete) or ``[n, T, 2]``; None runs the heuristic
+            closed loop on the port's own observations.
+        step: a compiled ``batch_transition(continuous)`` for ``n`` lanes to reuse.
+
+    Returns ``returns``, ``lengths``, ``outcomes`` as :func:`run_port_episodes`, truncating at T.
+    """
+    _, params = jaxq.make(ENV_IDS[continuous])
+    step = step or batch_transition(continuous)
+    policy = jax.jit(lambda o: heuristic_action(o, continuous))
+    states = [state_from_bodies(params, terrain_heights=jnp.asarray(c.terrain),
+                                prev_shaping=c.prev_shaping, **c.bodies.as_kwargs())
+              for c in conditions]
+    state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+    dispersion = np.stack([c.dispersion for c in conditions]).astype(np.float32)
+    obs = jnp.asarray(np.stack([c.obs for c in conditions]))
+    n, limit = dispersion.shape[:2]
+    ret, length = np.zeros(n), np.zeros(n, np.int64)
+    done, outcome = np.zeros(n, bool), np.full(n, OUTCOMES.index("truncated"))
+    for t in range(limit):
+        action = policy(obs) if actions is None else jnp.asarray(actions[:, t])
+        obs, state, reward, terminated, _ = step(state, action, jnp.asarray(dispersion[:, t]))
+        alive = ~done
+        reward, terminated = np.asarray(reward), np.asarray(terminated)
+        ret += np.where(alive, reward, 0.0)
+        length += alive
+        ended = alive & terminated
+        outcome[ended] = np.asarray(_outcome_code(reward, obs, jnp.zeros(n, bool)))[ended]
+        done |= terminated
+        if done.all():
+            break
+    return {"returns": ret, "lengths": length, "outcomes": np.asarray(OUTCOMES)[outcome]}
+
+
+def paired_stats(port: dict[str, np.ndarray], box2d: Any) -> dict[str, Any]:
+    """Per-episode differences port - Box2D of paired episodes."""
+    diff = port["returns"] - box2d.returns
+    dlen = port["lengths"] - box2d.lengths
+    n = len(diff)
+    return {
+        "n": n,
+        "mean_return_diff": float(diff.mean()),
+        "se_return_diff": float(diff.std(ddof=1) / np.sqrt(n)),
+        "median_abs_return_diff": float(np.median(np.abs(diff))),
+        "same_outcome": float(np.mean(port["outcomes"] == box2d.outcomes)),
+        "same_length": float(np.mean(dlen == 0)),
+        "length_diff_counts": dict(zip(*(v.tolist() for v in np.unique(dlen, return_counts=True)))),
+        "within_one_step": float(np.mean(np.abs(dlen) <= 1)),
+    }
+
+
+# ------------------------------------------------------------------------------------ statistics
+
+def episode_stats(returns: np.ndarray, lengths: np.ndarray, outcomes: np.ndarray) -> dict[str, Any]:
+    """Mean/std/standard error of returns and lengths, fraction ≥ 200, outcome fractions."""
+    n = len(returns)
+    return {
+        "n": n,
+        "mean_return": float(np.mean(returns)),
+        "std_return": float(np.std(returns, ddof=1)),
+        "se_return": float(np.std(returns, ddof=1) / np.sqrt(n)),
+        "median_return": float(np.median(returns)),
+        "frac_ge_200": float(np.mean(returns >= 200)),
+        "landing_fraction": float(np.mean(outcomes == "sleep")),
+        "outcomes": {o: float(np.mean(outcomes == o)) for o in OUTCOMES},
+        "mean_length": float(np.mean(lengths)),
+        "se_length": float(np.std(lengths, ddof=1) / np.sqrt(n)),
+    }
+
+
+def check_targets(setup: Setup, stats: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``stats`` meets the setup's targets, and a line saying so with the numbers."""
+    checks = []
+    c, w = setup.return_target
+    checks.append((abs(stats["mean_return"] - c) <= w,
+                   f"mean return {stats['mean_return']:.1f} (target {c:g} ± {w:g})"))
+    if setup.length_target is not None:
+        c, w = setup.length_target
+        checks.append((abs(stats["mean_length"] - c) <= w,
+                       f"mean length {stats['mean_length']:.1f} (target {c:g} ± {w:g})"))
+    if setup.min_landing is not None:
+        checks.append((stats["landing_fraction"] >= setup.min_landing,
+                       f"landings {100 * stats['landing_fraction']:.1f}% "
+                       f"(target ≥ {100 * setup.min_landing:g}%)"))
+    ok = all(flag for flag, _ in checks)
+    return ok, "; ".join(text for _, text in checks)
+
+
+def _difference(port: dict[str, Any], box2d: dict[str, Any]) -> dict[str, float]:
+    """Port minus Box2D mean return, its standard error and z score (two independent samples)."""
+    diff = port["mean_return"] - box2d["mean_return"]
+    se = float(np.hypot(port["se_return"], box2d["se_return"]))
+    return {"mean_return_diff": diff, "se": se, "z": diff / se if se > 0 else float("nan")}
+
+
+# ------------------------------------------------------------------------------------ reference
+
+def load_reference() -> ModuleType:
+    """The Box2D reference harness (``tests/box2d_reference.py`` of the source tree).
+
+    Raises:
+        ImportError: when gymnasium/Box2D are missing or the source tree's tests are not present.
+    """
+    if "box2d_reference" in sys.modules:
+        return sys.modules["box2d_reference"]
+    path = Path(__file__).resolve().parents[2] / "tests" / "box2d_reference.py"
+    if not path.exists():
+        raise ImportError(f"the Box2D reference harness is not in this installation ({path})")
+    spec = importlib.util.spec_from_file_location("box2d_reference", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["box2d_reference"] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def envelope(ref: ModuleType, max_steps: int = 600) -> dict[str, Any]:
+    """Vertical and tilted drops onto a flat pad, Box2D and port from the same injected bodies.
+
+    No-op actions; the port gets zero dispersion (it does not matter without thrust).
+    """
+    reference = ref.read_bodies(ref.settled_env(0))
+    cases = {"speed": [ref.drop_bodies(reference, float(v)) for v in DROP_SPEEDS],
+             "tilt": [ref.drop_bodies(reference, TILT_SPEED, tilt=float(a)) for a in TILTS]}
+    result: dict[str, Any] = {}
+    for name, bodies in cases.items():
+        box2d = [ref.run_drop(ref.settled_env(0), b, max_steps=max_steps) for b in bodies]
+        starts = [ref.InitialCondition(b, ref.flat_terrain(), np.zeros(8, np.float32), None,
+                                       np.zeros((max_steps, 2))) for b in bodies]
+        port = run_port_paired(starts, continuous=False,
+                               actions=np.zeros((len(bodies), max_steps), np.int32))
+        result[name] = {
+            "box2d_outcomes": np.array([r.outcome for r in box2d]),
+            "box2d_steps": np.array([r.steps for r in box2d]),
+            "port_outcomes": port["outcomes"],
+            "port_steps": port["lengths"],
+        }
+    return result
+
+
+def _first_crash(values: np.ndarray, outcomes: np.ndarray) -> float:
+    crashed = values[outcomes == "crash"]
+    return float(crashed.min()) if crashed.size else float("nan")
+
+
+def _envelope_summary(env: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for side in ("box2d", "port"):
+        speed, tilt = env["speed"], env["tilt"]
+        landed = speed[f"{side}_outcomes"] == "sleep"
+        positive = TILTS >= 0
+        summary[side] = {
+            "first_crash_speed": _first_crash(DROP_SPEEDS, speed[f"{side}_outcomes"]),
+            "sleep_steps_by_speed": {f"{v:.2f}": int(s) for v, s, ok in
+                                     zip(DROP_SPEEDS, speed[f"{side}_steps"], landed) if ok},
+            "first_crash_tilt": _first_crash(TILTS[positive], tilt[f"{side}_outcomes"][positive]),
+            "first_crash_negative_tilt": -_first_crash(-TILTS[~positive],
+                                                       tilt[f"{side}_outcomes"][~positive]),
+        }
+    return summary
+
+
+# ------------------------------------------------------------------------------------ the study
+
+def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any]) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(3, len(SETUPS), figsize=(4.2 * len(SETUPS), 10.5))
+    for j, setup in enumerate(SETUPS):
+        for i, (quantity, label) in enumerate([("returns", "episode return"),
+                                               ("lengths", "episode length (steps)")]):
+            ax = axes[i, j]
+            port = raw[f"port_{quantity}_{setup.name}"]
+            box2d = raw[f"box2d_{quantity}_{setup.name}"]
+            bins = np.histogram_bin_edges(np.concatenate([port, box2d]), bins=40)
+            ax.hist(box2d, bins=bins, histtype="step", lw=1.6, label="Box2D (Gymnasium)")
+            ax.hist(port, bins=bins, histtype="step", lw=1.6, label="JAX port")
+            ax.set_xlabel(label)
+            ax.set_ylabel("episodes")
+            ax.set_title(f"{setup.name} ({ENV_IDS[setup.continuous]})\n"
+                         f"N = {len(port)} per side", fontsize=9)
+            ax.legend(fontsize=7)
+    ax = axes[2, 0]
+    for side, marker in (("box2d", "o"), ("port", "x")):
+        ok = env["speed"][f"{side}_outcomes"] == "sleep"
+        ax.plot(DROP_SPEEDS[ok], env["speed"][f"{side}_steps"][ok], marker, label=f"{side} sleeps")
+        ax.plot(DROP_SPEEDS[~ok], np.zeros((~ok).sum()), marker, color="red", alpha=0.5,
+                label=f"{side} crashes")
+    ax.set_xlabel("vertical drop speed (m/s)")
+    ax.set_ylabel("steps until asleep (0 = crash)")
+    ax.set_title("Drops onto the pad, engines off", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[2, 1]
+    for k, side in enumerate(("box2d", "port")):
+        ok = env["tilt"][f"{side}_outcomes"] == "sleep"
+        ax.plot(TILTS, np.where(ok, 1.0, 0.0) + 0.04 * k, "o-", label=side, alpha=0.8)
+    ax.set_xlabel("tilt at touchdown (rad)")
+    ax.set_ylabel("landed (1) / crashed (0)")
+    ax.set_title(f"Tilted drops at {TILT_SPEED} m/s", fontsize=9)
+    ax.legend(fontsize=7)
+    ax = axes[2, 2]
+    diffs = [raw[f"paired_port_returns_{st.name}"] - raw[f"box2d_returns_{st.name}"]
+             for st in SETUPS]
+    ax.boxplot(diffs, showfliers=True, flierprops={"markersize": 3})
+    ax.set_xticks(range(1, len(SETUPS) + 1), [st.name.replace("_", "\n") for st in SETUPS],
+                  fontsize=7)
+    ax.axhline(0.0, color="grey", lw=0.8)
+    ax.set_ylabel("return, port replay - Box2D")
+    ax.set_title(f"Paired replays (same start, noise, actions), N = {len(diffs[0])}", fontsize=9)
+    ax = axes[2, 3]
+    sources = [("Box2D", lambda row: row["box2d"]), ("JAX port", lambda row: row["port"])] + [
+        (f"Box2D, {name.replace('_', ' ')}", lambda row, v=name: row["box2d_variants"][v])
+        for name in BOX2D_VARIANTS]
+    x = np.arange(len(SETUPS))
+    for k, (label, pick) in enumerate(sources):
+        means = [pick(rows[st.name])["mean_return"] - st.return_target[0] for st in SETUPS]
+        errors = [2 * pick(rows[st.name])["se_return"] for st in SETUPS]
+        ax.errorbar(x + 0.12 * (k - 1.5), means, yerr=errors, fmt="o", ms=4, capsize=2, label=label)
+    for j, st in enumerate(SETUPS):
+        ax.fill_between([j - 0.3, j + 0.3], -st.return_target[1], st.return_target[1],
+                        color="grey", alpha=0.2, lw=0)
+    ax.set_xticks(x, [st.name.replace("_", "\n") for st in SETUPS], fontsize=7)
+    ax.set_ylabel("mean return - target centre (± 2 s.e.)")
+    ax.set_title("Mean return vs the issue's target band (grey)", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.suptitle("LunarLander-v3: JAX port vs Gymnasium Box2D", fontsize=12)
+    fig.tight_layout()
+    return fig
+
+
+def _open_loop_actions(ref: ModuleType, setup: Setup, n: int) -> np.ndarray | None:
+    """Box2D's action sequences of episodes 0..n-1 for the random and no-op policies (else None)."""
+    if setup.policy == "heuristic":
+        return None
+    if setup.policy == "random":
+        return np.stack([ref.random_actions(s, setup.continuous) for s in range(n)])
+    shape = (n, ref.MAX_EPISODE_STEPS) + ((2,) if setup.continuous else ())
+    return np.zeros(shape, np.float32 if setup.continuous else np.int32)
+
+
+def run(out: Path, quick: bool = False) -> dict[str, Any]:
+    """Run the comparison (N = 1000 episodes per policy and side; 64 with ``quick``)."""
+    ref = load_reference()
+    n = 64 if quick else 1000
+    rows: dict[str, Any] = {}
+    raw: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    all_pass = True
+    for setup in SETUPS:
+        t0 = time.perf_counter()
+        box2d = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous)
+        t1 = time.perf_counter()
+        port = run_port_episodes(setup.policy, n, continuous=setup.continuous)
+        t2 = time.perf_counter()
+        seconds[setup.name] = {"box2d_s": t1 - t0, "port_s_with_compile": t2 - t1}
+        paired = run_port_paired(
+            [ref.initial_condition(s, setup.continuous) for s in range(n)], setup.continuous,
+            actions=_open_loop_actions(ref, setup, n))
+        t3 = time.perf_counter()
+        seconds[setup.name]["port_paired_s"] = t3 - t2
+        port_stats = episode_stats(port["returns"], port["lengths"], port["outcomes"])
+        box2d_stats = episode_stats(box2d.returns, box2d.lengths, box2d.outcomes)
+        pair = paired_stats(paired, box2d)
+        variants = {}
+        for variant, options in BOX2D_VARIANTS.items():
+            episodes = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous,
+                                        **options)
+            variants[variant] = episode_stats(episodes.returns, episodes.lengths, episodes.outcomes)
+            raw[f"box2d_{variant}_returns_{setup.name}"] = episodes.returns
+        seconds[setup.name]["box2d_variants_s"] = time.perf_counter() - t3
+        ok, text = check_targets(setup, port_stats)
+        all_pass &= ok
+        rows[setup.name] = {
+            "env": ENV_IDS[setup.continuous], "policy": setup.policy,
+            "targets": {"return": setup.return_target, "length": setup.length_target,
+                        "min_landing": setup.min_landing},
+            "port": port_stats, "box2d": box2d_stats,
+            "box2d_meets_targets": check_targets(setup, box2d_stats)[0],
+            "port_minus_box2d": _difference(port_stats, box2d_stats),
+            "paired": pair,
+            "box2d_variants": variants,
+            "pass": ok,
+            "verdict": f"{'PASS' if ok else 'FAIL'}: port {text}; Box2D mean return "
+                       f"{box2d_stats['mean_return']:.1f}, length {box2d_stats['mean_length']:.1f}, "
+                       f"landings {100 * box2d_stats['landing_fraction']:.1f}%; paired replays: "
+                       f"port - Box2D return {pair['mean_return_diff']:+.1f} ± "
+                       f"{pair['se_return_diff']:.1f}, same outcome {100 * pair['same_outcome']:.0f}%",
+        }
+        for side, data in (("port", port), ("box2d", dataclasses.asdict(box2d)),
+                           ("paired_port", paired)):
+            for key in ("returns", "lengths", "outcomes"):
+                raw[f"{side}_{key}_{setup.name}"] = np.asarray(data[key])
+    env = envelope(ref)
+    for case, sweep in env.items():
+        for key, values in sweep.items():
+            raw[f"envelope_{case}_{key}"] = np.asarray(values)
+    raw["envelope_speed_values"], raw["envelope_tilt_values"] = DROP_SPEEDS, TILTS
+    env_summary = _envelope_summary(env)
+    n_pass = sum(row["pass"] for row in rows.values())
+    verdict = (f"{n_pass}/{len(rows)} distribution rows meet the targets over N = {n} episodes; "
+               f"first crashing drop speed port {env_summary['port']['first_crash_speed']} vs "
+               f"Box2D {env_summary['box2d']['first_crash_speed']} m/s"
+               + (" (quick run: small N, not conclusive)" if quick else ""))
+    summary = {
+        "study": NAME, "quick": quick, "episodes_per_side": n,
+        "axes": {"episodes": ["setup", "episode"], "envelope": ["case", "value"]},
+        "box2d_seeds": f"reset(seed=i), i = 0..{n - 1}",
+        "port_seeds": "jax.random.split(PRNGKey(0)) into one key per lane",
+        "paired": "port replays of the Box2D episodes: Box2D's post-reset bodies, terrain, "
+                  "dispersion numbers and (random, no-op) actions; heuristic in closed loop",
+        "box2d_variants": {name: f"Box2D episodes (same seeds) with {options}"
+                           for name, options in BOX2D_VARIANTS.items()},
+        "rows": rows, "envelope": env_summary,
+        "envelope_setup": {"speeds_m_s": DROP_SPEEDS, "tilts_rad": TILTS,
+                           "tilt_drop_speed_m_s": TILT_SPEED,
+                           "start": "rigid lander, legs at their limits, lowest leg corner 0.03 m "
+                                    "above a flat ground at the pad height, no-op actions"},
+        "all_pass": all_pass, "seconds": seconds,
+        "versions": {"jax": jax.__version__, **ref.versions()},
+        "verdict": verdict,
+    }
+    write_outputs(out, summary, raw, _figure(rows, raw, env), figure_name="histograms.png")
+    return summary
+
+
+def main() -> None:
+    study_main(run, NAME, __doc__.splitlines()[0])
+
+
+__all__ = ["OUTCOMES", "POLICIES", "SETUPS", "batch_transition", "check_targets", "episode_stats",
+           "load_reference", "main", "paired_stats", "run", "run_port_episodes", "run_port_paired"]
