@@ -39,7 +39,7 @@ def ref():
     """The Box2D reference harness (skips the test without gymnasium and Box2D)."""
     pytest.importorskip("gymnasium")
     pytest.importorskip("Box2D")
-    return importlib.import_module("box2d_reference")
+    return importlib.import_module("jaxq.studies.box2d_reference")
 
 
 @pytest.fixture(scope="module")

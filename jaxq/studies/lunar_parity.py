@@ -15,15 +15,14 @@ body states. Writes ``summary.json`` (both sides, the targets, a pass/fail line 
 ``curves.npz`` (every episode's return, length and outcome; the envelope sweeps) and
 ``histograms.png``.
 
-The Box2D side needs ``gymnasium[box2d]`` and the reference harness ``tests/box2d_reference.py``.
+The Box2D side needs the optional ``gymnasium[box2d]`` (the ``dev`` or ``bench`` extra).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
-import sys
+import importlib
 import time
 from pathlib import Path
 from types import ModuleType
@@ -37,7 +36,7 @@ import jaxq
 from jaxq.envs import env_step
 from jaxq.envs.lunar_lander import state_from_bodies, transition
 from jaxq.envs.lunar_lander.heuristic import heuristic_action
-from jaxq.studies.common import study_main, write_outputs
+from jaxq.studies.common import pick, study_main, write_outputs
 from jaxq.validation import check_choice
 
 NAME = "lunar_parity"
@@ -281,21 +280,12 @@ def _difference(port: dict[str, Any], box2d: dict[str, Any]) -> dict[str, float]
 # ------------------------------------------------------------------------------------ reference
 
 def load_reference() -> ModuleType:
-    """The Box2D reference harness (``tests/box2d_reference.py`` of the source tree).
+    """The Box2D reference harness, :mod:`jaxq.studies.box2d_reference`.
 
     Raises:
-        ImportError: when gymnasium/Box2D are missing or the source tree's tests are not present.
+        ImportError: when the optional ``gymnasium[box2d]`` is not installed.
     """
-    if "box2d_reference" in sys.modules:
-        return sys.modules["box2d_reference"]
-    path = Path(__file__).resolve().parents[2] / "tests" / "box2d_reference.py"
-    if not path.exists():
-        raise ImportError(f"the Box2D reference harness is not in this installation ({path})")
-    spec = importlib.util.spec_from_file_location("box2d_reference", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["box2d_reference"] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
+    return importlib.import_module("jaxq.studies.box2d_reference")
 
 
 def envelope(ref: ModuleType, max_steps: int = 600) -> dict[str, Any]:
@@ -425,10 +415,11 @@ def _open_loop_actions(ref: ModuleType, setup: Setup, n: int) -> np.ndarray | No
     return np.zeros(shape, np.float32 if setup.continuous else np.int32)
 
 
-def run(out: Path, quick: bool = False) -> dict[str, Any]:
-    """Run the comparison (N = 1000 episodes per policy and side; 64 with ``quick``)."""
+def run(out: Path, size: str = "full") -> dict[str, Any]:
+    """Run the comparison: N = 1000 episodes per policy and side (``quick``: 64, ``tiny``: 8)."""
     ref = load_reference()
-    n = 64 if quick else 1000
+    n = pick(size, tiny=8, quick=64, full=1000)
+    small = size != "full"
     rows: dict[str, Any] = {}
     raw: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
@@ -487,9 +478,9 @@ def run(out: Path, quick: bool = False) -> dict[str, Any]:
     verdict = (f"{n_pass}/{len(rows)} distribution rows meet the targets over N = {n} episodes; "
                f"first crashing drop speed port {env_summary['port']['first_crash_speed']} vs "
                f"Box2D {env_summary['box2d']['first_crash_speed']} m/s"
-               + (" (quick run: small N, not conclusive)" if quick else ""))
+               + (" (small run: small N, not conclusive)" if small else ""))
     summary = {
-        "study": NAME, "quick": quick, "episodes_per_side": n,
+        "study": NAME, "size": size, "episodes_per_side": n,
         "axes": {"episodes": ["setup", "episode"], "envelope": ["case", "value"]},
         "box2d_seeds": f"reset(seed=i), i = 0..{n - 1}",
         "port_seeds": "jax.random.split(PRNGKey(0)) into one key per lane",
