@@ -198,7 +198,7 @@ def num_parameters(params: Any) -> int:
 @struct.dataclass
 class ApproxCarry:
     params: Any
-    target_params: Any
+    target_params: Any  # the target network's parameters; () without a target network
     opt_state: Any
     q_star: jax.Array
     env_state: Any
@@ -268,7 +268,7 @@ class ApproxLearner(OnlineLearner):
         bits = jax.random.bits(action_key, (2,), jnp.uint32)
         action = epsilon_greedy_action(self.q_function(params, obs), hp["epsilon"], bits)
         return ApproxCarry(
-            params=params, target_params=params, opt_state=opt_state,
+            params=params, target_params=params if self.target_network else (), opt_state=opt_state,
             q_star=exact.q_star(self.env.tabular(env_params), hp["gamma"]),
             env_state=env_state, obs=obs, action=action, key=key,
             t=jnp.int32(0), terminations=jnp.int32(0),
