@@ -124,6 +124,10 @@ def test_discount_sweep_outputs(outputs):
     scales = [r["q_star_mean_abs"] for r in rows if r["variant"] == "stay"]
     assert scales == sorted(scales)  # mean |Q*| grows with gamma: absolute and relative errors can disagree
     assert "rests on stay" in summary["verdict"]  # every stay seed finds the reward, even at size tiny
+    # The capacity check: regression brings the same 257-parameter network close to Q* at every gamma.
+    fit = curves["supervised_fit_error"]
+    assert fit.shape == (2, len(discount_sweep.GAMMAS)) and fit.max() < 0.05
+    assert fit.max() == pytest.approx(max(r["supervised_fit_error"] for r in rows))
 
 
 def test_td_gallery_outputs(outputs):

@@ -12,7 +12,8 @@ compound more severely, even though the network has sufficient capacity to repre
 Measured per seed at the end of training: ``||Q_T - Q*||_inf`` over the non-terminal pairs, absolute
 (equal to the error relative to ``||Q*||_inf``, which is 1 for every gamma) and relative to the mean
 ``|Q*(s, a)|`` (which grows from about 0.1 to 1 with gamma, so the two can rank gammas differently).
-Summaries over seeds: mean with its 95% t-interval, median, and the interquartile mean (IQM) with a
+Capacity: the same network fitted to ``Q*`` by plain regression (:func:`supervised_fit_error`) shows
+how closely it can represent ``Q*`` at each gamma. Summaries over seeds: mean with its 95% t-interval, median, and the interquartile mean (IQM) with a
 bootstrap 95% interval; a lane whose error is not finite or exceeds ``1 / (1 - gamma)`` (no return
 of this MDP can) counts as diverged. Coverage: episodes that reached the terminal.
 
@@ -27,12 +28,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
+import jax
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
 
 from jaxq import metrics, plots
+from jaxq.envs.chain import q_star_closed_form
+from jaxq.learners import MLPQ
 from jaxq.studies.chain_depth import (
-    ALPHA, EPSILON, LEARNER, TIME_LIMIT, VARIANTS, all_of, chain_mlp_sweep, coverage, grid, interval,
+    ALPHA, EPSILON, LEARNER, TIME_LIMIT, VARIANTS, WIDTH, all_of, chain_mlp_sweep, coverage, grid, interval,
     q_star_scales, trend, word,
 )
 from jaxq.studies.common import pick, study_main, verdict, write_outputs
@@ -41,6 +47,39 @@ NAME = "discount_sweep"
 DEPTH = 64
 GAMMAS = (0.9, 0.95, 0.99, 0.995, 0.999, 0.9999)
 OBSERVED = 0.9  # a variant "observed the reward" when this fraction of seeds reached the terminal
+FIT_LEARNING_RATE = 1e-2  # Adam, cosine-decayed to 0, for the supervised capacity check
+
+
+def supervised_fit_error(gammas: Sequence[float], steps: int, inits: int) -> np.ndarray:
+    """Capacity check: can the same 257-parameter network represent Q*?
+
+    Fits ``MLP([i / 64, a])`` to the exact ``Q*`` of every variant and gamma by full-batch regression
+    (mean squared error over the 128 pairs, Adam, ``steps`` steps) from ``inits`` random
+    initialisations, and returns the smallest ``||Q_fit - Q*||_inf`` found, ``[variant, gamma]``: an
+    upper bound on how well the network can represent Q*.
+    """
+    q = MLPQ(2, WIDTH)
+    obs = (jnp.arange(DEPTH, dtype=jnp.float32) / DEPTH)[:, None]
+    targets = jnp.asarray([[q_star_closed_form(DEPTH, g, v) for g in gammas] for v in VARIANTS], jnp.float32)
+    optimizer = optax.adam(optax.cosine_decay_schedule(FIT_LEARNING_RATE, steps))
+
+    def fit(key: jax.Array, target: jax.Array) -> jax.Array:
+        predict = jax.vmap(q, (None, 0))
+        loss = lambda p: jnp.mean((predict(p, obs) - target) ** 2)  # noqa: E731
+
+        def step(carry, _):
+            params, state = carry
+            updates, state = optimizer.update(jax.grad(loss)(params), state, params)
+            return (optax.apply_updates(params, updates), state), None
+
+        params = q.init(key, obs[0])
+        (params, _), _ = jax.lax.scan(step, (params, optimizer.init(params)), None, length=steps)
+        return jnp.max(jnp.abs(predict(params, obs) - target))
+
+    per_target = jax.vmap(fit, (0, None))
+    errors = jax.jit(jax.vmap(jax.vmap(per_target, (None, 0)), (None, 0)))(
+        jax.random.split(jax.random.PRNGKey(0), inits), targets)
+    return np.asarray(errors).min(-1)
 
 
 def diverged(final: np.ndarray, gamma: float) -> np.ndarray:
@@ -50,10 +89,12 @@ def diverged(final: np.ndarray, gamma: float) -> np.ndarray:
         return ~np.isfinite(final) | (final > 1.0 / (1.0 - gamma))
 
 
-def statistics(error: np.ndarray, terminations: np.ndarray, gammas: Sequence[float]) -> list[dict[str, Any]]:
+def statistics(error: np.ndarray, terminations: np.ndarray, fit_error: np.ndarray,
+               gammas: Sequence[float]) -> list[dict[str, Any]]:
     """Per variant and gamma: final error absolute and relative to mean |Q*| (all lanes, robust
-    summaries included), diverged fraction and coverage. ``error``: ``[variant, gamma, seed, t]``;
-    ``terminations``: ``[variant, gamma, seed]``."""
+    summaries included), diverged fraction, coverage and the supervised fit's error. ``error``:
+    ``[variant, gamma, seed, t]``; ``terminations``: ``[variant, gamma, seed]``; ``fit_error``:
+    ``[variant, gamma]`` (:func:`supervised_fit_error`)."""
     rows = []
     for v, variant in enumerate(VARIANTS):
         for g, gamma in enumerate(gammas):
@@ -68,6 +109,7 @@ def statistics(error: np.ndarray, terminations: np.ndarray, gammas: Sequence[flo
                 "nonfinite_fraction": float(np.mean(~np.isfinite(final))),
                 "diverged_fraction": float(np.mean(diverged(final, gamma))),
                 "coverage": coverage(terminations[v, g]),
+                "supervised_fit_error": float(fit_error[v, g]),
             })
     return rows
 
@@ -104,7 +146,9 @@ def describe(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]], seeds
         texts.append(
             f"{variant} (gamma {gammas}): IQM final error {iqm} (grows: {word(p['grows'])}; relative to mean |Q*| "
             f"{rel}, grows: {word(p['grows_relative'])}), diverged {div}, seeds that reached the terminal {cov}")
-    return f"{seeds} seeds per setting; verdict {rests}; " + "; ".join(texts)
+    fit = max(r["supervised_fit_error"] for r in rows)
+    return (f"{seeds} seeds per setting; verdict {rests}; capacity: the same network fitted to Q* by regression "
+            f"reaches ||Q - Q*||_inf <= {fit:.2g} at every gamma; " + "; ".join(texts))
 
 
 def figure(t: np.ndarray, error: np.ndarray, rows: list[dict[str, Any]], gammas: Sequence[float], seeds: int,
@@ -122,6 +166,8 @@ def figure(t: np.ndarray, error: np.ndarray, rows: list[dict[str, Any]], gammas:
                         label=f"{variant}: IQM, 95% bootstrap CI")
             ax.plot(horizon, [r[key]["median"] for r in mine], linestyle=":", marker="x", color=f"C{v}",
                     label=f"{variant}: median")
+        a.plot(horizon, [r["supervised_fit_error"] for r in mine], linestyle="--", marker="^", color=f"C{v}",
+               alpha=0.6, label=f"{variant}: same net fitted to Q* by regression (capacity)")
         d.plot(horizon, [r["coverage"]["reached_fraction"] for r in mine], marker="o", color=f"C{v}",
                label=f"{variant}: seeds that reached the terminal")
         d.plot(horizon, [r["diverged_fraction"] for r in mine], marker="x", linestyle="--", color=f"C{v}",
@@ -161,10 +207,12 @@ def figure(t: np.ndarray, error: np.ndarray, rows: list[dict[str, Any]], gammas:
 def run(out: Path, size: str = "full") -> dict[str, Any]:
     """Final error, divergence and coverage on chain-64 across gamma, both variants."""
     seeds, steps, log_every = pick(size, tiny=(8, 1_200, 100), quick=(200, 60_000, 600), full=(1_000, 60_000, 600))
+    fit_steps, fit_inits = pick(size, tiny=(1_500, 2), quick=(3_000, 4), full=(3_000, 8))
     result = chain_mlp_sweep((DEPTH,), GAMMAS, seeds, steps, log_every, False)
+    fit_error = supervised_fit_error(GAMMAS, fit_steps, fit_inits)
     error = grid(result, "error")[:, 0]
     terminations = grid(result, "terminations")[:, 0, :, :, -1]
-    rows = statistics(error, terminations, GAMMAS)
+    rows = statistics(error, terminations, fit_error, GAMMAS)
     held, parts = judge(rows)
     t = np.asarray(result.coords["t"])
     summary = {
@@ -180,7 +228,10 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
                   "diverged": "final error not finite or > 1/(1-gamma), the largest possible return",
                   "grows": "IQM bootstrap 95% CI at the largest gamma above the one at the smallest gamma, and no step "
                            "to a larger gamma significantly down",
-                  "reward_observed": f">= {OBSERVED:.0%} of seeds reached the terminal at every gamma"},
+                  "reward_observed": f">= {OBSERVED:.0%} of seeds reached the terminal at every gamma",
+                  "supervised_fit": f"capacity check: the same network fitted to Q* by full-batch regression (MSE, "
+                                    f"Adam, lr {FIT_LEARNING_RATE} cosine-decayed, {fit_steps} steps), best "
+                                    f"||Q_fit - Q*||_inf of {fit_inits} initialisations"},
         "results": rows,
         "judgement": parts,
         "timing": result.timing,
@@ -188,7 +239,7 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
         "verdict": verdict(held, describe(rows, parts, seeds)),
     }
     arrays = {"t": t, "gamma": np.asarray(GAMMAS), "variant": np.asarray(VARIANTS), "error": error,
-              "terminations": terminations}
+              "terminations": terminations, "supervised_fit_error": fit_error}
     return write_outputs(out, summary, arrays, figure(t, error, rows, GAMMAS, seeds, steps))
 
 
