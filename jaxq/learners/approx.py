@@ -48,13 +48,16 @@ ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "gelu": nn.gelu,
 
 
 class QFunction(Protocol):
-    """Action values from an observation: ``q(params, obs) -> [A]``."""
+    """Action values from an observation: ``q(params, obs) -> [A]`` and ``q.value(params, obs, a)``,
+    the value of one action (``q(params, obs)[a]``, computed without the other actions)."""
 
     num_actions: int
 
     def init(self, key: jax.Array, obs: jax.Array) -> Any: ...
 
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array: ...
+
+    def value(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array: ...
 
 
 FeatureMap = Callable[[jax.Array, jax.Array], jax.Array]
@@ -72,7 +75,10 @@ class LinearQ:
         return jnp.zeros(self.num_features, jnp.float32)
 
     def __call__(self, params: jax.Array, obs: jax.Array) -> jax.Array:
-        return jax.vmap(lambda a: self.features(obs, a) @ params)(jnp.arange(self.num_actions))
+        return jax.vmap(lambda a: self.value(params, obs, a))(jnp.arange(self.num_actions))
+
+    def value(self, params: jax.Array, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self.features(obs, action) @ params
 
 
 def linear_q(features: FeatureMap, env: Any, env_params: Any) -> LinearQ:
@@ -137,6 +143,12 @@ class MLPQ:
 
     One hidden layer of 64 ReLU units on a 1-feature observation has exactly 257 parameters
     ((1 + 1) * 64 + 64 weights and biases in, 64 + 1 out).
+
+    The parameters are those of a flax ``Dense`` stack (``params["params"]["Dense_i"]``). The forward
+    pass is written out so that the action, the last input, enters the first layer as
+    ``h_1 = act(obs @ K_obs + a * K_act + b)``: all actions share ``obs @ K_obs``, and
+    :meth:`value` evaluates one action alone (no gather, and no gradient through the other actions).
+    Same function as ``module.apply(params, [obs, a])``.
     """
 
     num_actions: int
@@ -156,10 +168,30 @@ class MLPQ:
     def init(self, key: jax.Array, obs: jax.Array) -> Any:
         return self.module.init(key, jnp.concatenate([obs, jnp.zeros(1)]))
 
+    def _first_layer(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        """Pre-activation ``obs @ K_obs + action * K_act + b`` of the first hidden layer
+        (``action`` a scalar, or ``[n]`` for ``[n, width]`` rows)."""
+        layer = params["params"]["Dense_0"]
+        kernel = layer["kernel"]
+        action = jnp.asarray(action, obs.dtype)[..., None]
+        return (obs @ kernel[:-1] + action * kernel[-1]) + layer["bias"]
+
+    def _head(self, params: Any, pre: jax.Array) -> jax.Array:
+        """The rest of the network from the first layer's pre-activation ``[..., width]``."""
+        act = ACTIVATIONS[self.activation]
+        layers = params["params"]
+        x = act(pre)
+        for i in range(1, self.depth):
+            x = act(x @ layers[f"Dense_{i}"]["kernel"] + layers[f"Dense_{i}"]["bias"])
+        out = layers[f"Dense_{self.depth}"]
+        return x @ out["kernel"][:, 0] + out["bias"][0]
+
     def __call__(self, params: Any, obs: jax.Array) -> jax.Array:
-        actions = jnp.arange(self.num_actions, dtype=obs.dtype)[:, None]
-        inputs = jnp.concatenate([jnp.broadcast_to(obs, (self.num_actions, obs.shape[-1])), actions], axis=1)
-        return self.module.apply(params, inputs)
+        actions = jnp.arange(self.num_actions)
+        return self._head(params, self._first_layer(params, obs, actions))
+
+    def value(self, params: Any, obs: jax.Array, action: jax.Array) -> jax.Array:
+        return self._head(params, self._first_layer(params, obs, action))
 
 
 def num_parameters(params: Any) -> int:
@@ -169,7 +201,7 @@ def num_parameters(params: Any) -> int:
 @struct.dataclass
 class ApproxCarry:
     params: Any
-    target_params: Any
+    target_params: Any  # the target network's parameters; () without a target network
     opt_state: Any
     q_star: jax.Array
     env_state: Any
@@ -239,7 +271,7 @@ class ApproxLearner(OnlineLearner):
         bits = jax.random.bits(action_key, (2,), jnp.uint32)
         action = epsilon_greedy_action(self.q_function(params, obs), hp["epsilon"], bits)
         return ApproxCarry(
-            params=params, target_params=params, opt_state=opt_state,
+            params=params, target_params=params if self.target_network else (), opt_state=opt_state,
             q_star=exact.q_star(self.env.tabular(env_params), hp["gamma"]),
             env_state=env_state, obs=obs, action=action, key=key,
             t=jnp.int32(0), terminations=jnp.int32(0),
@@ -254,13 +286,16 @@ class ApproxLearner(OnlineLearner):
             y = self.target(reward, discount, successor)
         else:
             y = jax.lax.stop_gradient(self.target(reward, discount, successor))
-        return 0.5 * (y - self.q_function(params, obs)[action]) ** 2
+        return 0.5 * (y - self.q_function.value(params, obs, action)) ** 2
 
     def step(self, carry: ApproxCarry, hp: HParams, bits: jax.Array, env_key: jax.Array) -> ApproxCarry:
         env_params = self.params_for(hp)
         epsilon = epsilon_at(carry.t, hp, self.exploration)
         out = env_step(self.env, env_key, carry.env_state, carry.action, env_params)
-        q_next = self.q_function(carry.params, out.next_obs)
+        # One batched forward pass for the successor (bootstrap) and where the agent goes on (a fresh
+        # reset when the episode ended): the restart action is drawn from the pre-update parameters.
+        q_next, q_restart = jax.vmap(self.q_function, in_axes=(None, 0))(
+            carry.params, jnp.stack([out.next_obs, out.obs]))
         q_next_target = self.q_function(carry.target_params, out.next_obs) if self.target_network else q_next
         successor = td.Bootstrap(
             q_online=q_next, q_target=q_next_target,
@@ -278,7 +313,7 @@ class ApproxLearner(OnlineLearner):
             target_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), params, carry.target_params)
         else:
             target_params = carry.target_params
-        restart_action = epsilon_greedy_action(self.q_function(carry.params, out.obs), epsilon, bits)
+        restart_action = epsilon_greedy_action(q_restart, epsilon, bits)
         return carry.replace(
             params=params, target_params=target_params, opt_state=opt_state,
             env_state=out.state, obs=out.obs,
