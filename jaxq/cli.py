@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except ValueError as error:
+    except (ValueError, ModuleNotFoundError) as error:  # bad input, or a benchmark's peer not installed
         print(f"jaxq {argv[0]}: error: {error}", file=sys.stderr)
         return 2
 

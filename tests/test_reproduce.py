@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from jaxq import bench
 from jaxq.cli import main
 from jaxq.studies import STUDIES
 
@@ -27,10 +28,21 @@ def test_unknown_study_is_a_clear_error(capsys):
     assert "study='chain_dept' is not allowed; choose one of" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["tabular"])
-def test_benchmarks_run_in_their_quick_form(name, tmp_path, capsys):
+@pytest.mark.parametrize("name", sorted(bench.BENCHMARKS))
+def test_benchmarks_run_in_their_quick_form(name, tmp_path):
+    for peer in bench.PEERS[name]:
+        pytest.importorskip(peer, reason=f"the peer of jaxq bench {name} (the bench extra)")
     path = tmp_path / f"{name}.json"
     assert main(["bench", name, "--quick", "--json", str(path)]) == 0
     report = json.loads(path.read_text())
     assert report["quick"] and report["rows"] and report["environment"]["jax_version"]
-    assert all(row["env_steps_per_s"] > 0 for row in report["rows"])
+    for row in report["rows"]:
+        rates = [value for key, value in row.items() if key.endswith("steps_per_s") and value != "not run"]
+        assert rates and all(rate > 0 for rate in rates), row
+
+
+def test_a_benchmark_without_its_peer_says_what_to_install(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "missing_peers", lambda name: ["torch"])
+    assert main(["bench", "mlp", "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "needs torch" in err and '.[bench]' in err
