@@ -30,7 +30,6 @@ from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import terrain
 from jaxq.envs.lunar_lander.kinematics import (
     dot2,
-    expand,
     first_extreme,
     largest,
     perp,
@@ -184,15 +183,31 @@ def separation(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> jax.
 
 def best_two(m: Manifold) -> Manifold:
     """Per polygon, the two valid points with the smallest separation out of four (invalid ones
-    sort last): ``[G, 4]`` slots to ``[G, 2]``."""
+    sort last, ties keep the earlier point): ``[G, 4]`` slots to ``[G, 2]``.
+
+    A candidate's rank is the number of candidates ahead of it; slot ``s`` takes the candidate of
+    rank ``s``, picked by a chain of selects over the four. The manifold and the ranks are
+    materialised once (``optimization_barrier``): fused into every pick, XLA:CPU would recompute
+    them for each output element.
+    """
+    m = jax.lax.optimization_barrier(m)
     key = jnp.where(m.valid, m.separation, jnp.inf)  # [G, 4]
-    earlier = expand(np.tril(np.ones((4, 4), np.float32), -1), key[0], 1) > 0.5  # [i, j]: j < i
-    ahead = (key[:, None, :] < key[:, :, None]) | ((key[:, None, :] == key[:, :, None]) & earlier[None])
-    rank = total(ahead.astype(jnp.float32), 2)  # [G, 4], a permutation of 0..3 per polygon
-    slot = expand(np.arange(2, dtype=np.float32)[:, None], key[0], 1)  # [2, 1]
-    pick = (rank[:, None] == slot[None]).astype(jnp.float32)  # [G, 2, 4]
-    # All fields in one array, so the selection is applied in a single pass.
-    flags = [m.valid.astype(jnp.float32), jnp.where(m.valid, m.separation, 0.0), m.touch.astype(jnp.float32)]
-    fields = jnp.concatenate([jnp.stack(flags), m.point, m.normal])  # [7, G, 4]
-    valid, sep, touch, px, py, nx, ny = jnp.unstack(total(pick[None] * fields[:, :, None], 3))
-    return Manifold(valid > 0.5, jnp.stack([px, py]), jnp.stack([nx, ny]), sep, touch > 0.5)
+    keys = [key[:, i] for i in range(4)]
+    rank = [
+        sum(((keys[j] <= keys[i]) if j < i else (keys[j] < keys[i])).astype(jnp.int32) for j in range(4) if j != i)
+        for i in range(4)
+    ]
+    rank = jax.lax.optimization_barrier(rank)
+    fields = [m.valid, jnp.where(m.valid, m.separation, 0.0), m.touch, *m.point, *m.normal]  # each [G, 4]
+
+    def slot(s):
+        def pick(field):
+            out = field[:, 3]
+            for i in (2, 1, 0):
+                out = jnp.where(rank[i] == s, field[:, i], out)
+            return out
+
+        return [pick(f) for f in fields]
+
+    valid, sep, touch, px, py, nx, ny = (jnp.stack(pair, 1) for pair in zip(slot(0), slot(1)))
+    return Manifold(valid, jnp.stack([px, py]), jnp.stack([nx, ny]), sep, touch)
