@@ -13,11 +13,28 @@ import numpy as np  # noqa: E402
 from jaxq.metrics import mean_ci  # noqa: E402
 
 
+def interval(ax: Any, x: Any, mean: Any, lo: Any, hi: Any, label: str, **style: Any) -> Any:
+    """A line through ``mean`` with ``[lo, hi]`` shaded in its colour; returns the line."""
+    (line,) = ax.plot(x, mean, label=label, **style)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    return line
+
+
 def band(ax: Any, t: np.ndarray, curves: np.ndarray, label: str, **style: Any) -> None:
     """Mean over seeds (axis 0) with its shaded 95% t-interval; diverged lanes are left out."""
-    mean, lo, hi = mean_ci(curves, axis=0)
-    (line,) = ax.plot(t, mean, label=label, **style)
-    ax.fill_between(t, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0)
+    interval(ax, t, *mean_ci(curves, axis=0), label, **style)
+
+
+def finish(fig: Any, axes: Any, title: str, *, legend_fontsize: int = 7) -> Any:
+    """Grid on every axis in ``axes`` and a legend on those with labelled artists, ``title`` (the
+    setup) over the figure, tight layout; returns ``fig``."""
+    for ax in np.ravel(axes):
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=legend_fontsize)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def spans_decades(values: np.ndarray, decades: float = 2.0) -> bool:

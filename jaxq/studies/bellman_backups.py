@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import jaxq
-from jaxq import exact
+from jaxq import exact, plots
 from jaxq.envs.chain import VARIANTS
 from jaxq.studies.common import SIZES, study_main, verdict, write_outputs
 from jaxq.validation import check_choice
@@ -75,12 +75,8 @@ def figure(path: np.ndarray, q_star: np.ndarray, gamma: float) -> Any:
     right.set_xlabel("sweep k")
     right.set_ylabel("absolute error |V_k(s) - V*(s)|")
     right.set_title("per-state error: one more state becomes exact per sweep", fontsize=9)
-    right.grid(alpha=0.3)
-    right.legend(fontsize=8)
-    fig.suptitle(f"Bellman backups on chain-{depth} (variant reset), gamma = {gamma}, Q_0 = 0 -- "
-                 "exact computation, no seeds", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, [right], f"Bellman backups on chain-{depth} (variant reset), gamma = {gamma}, "
+                        "Q_0 = 0 -- exact computation, no seeds", legend_fontsize=8)
 
 
 def run(out: Path, size: str = "full") -> dict[str, Any]:

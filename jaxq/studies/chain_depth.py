@@ -39,7 +39,7 @@ import jaxq
 from jaxq import metrics, plots
 from jaxq.envs.chain import q_star_closed_form
 from jaxq.learners import make_learner
-from jaxq.studies.common import pick, study_main, verdict, write_outputs
+from jaxq.studies.common import pick, slashed, study_main, verdict, write_outputs
 from jaxq.sweep import SweepResult, sweep
 
 NAME = "chain_depth"
@@ -186,11 +186,11 @@ def describe(rows: list[dict[str, Any]], parts: dict[str, dict[str, bool | None]
     texts = []
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
-        depth_list = "/".join(str(r["depth"]) for r in mine)
-        err = "/".join(f"{r['final_error']['mean']:.3g}" for r in mine)
-        rel = "/".join(f"{r['final_error_rel_mean']['mean']:.3g}" for r in mine)
-        vol = "/".join(f"{r['volatility']['mean']:.2g}" for r in mine)
-        cov = "/".join(f"{r['coverage']['reached_fraction']:.0%}" for r in mine)
+        depth_list = slashed(r["depth"] for r in mine)
+        err = slashed((r["final_error"]["mean"] for r in mine), ".3g")
+        rel = slashed((r["final_error_rel_mean"]["mean"] for r in mine), ".3g")
+        vol = slashed((r["volatility"]["mean"] for r in mine), ".2g")
+        cov = slashed((r["coverage"]["reached_fraction"] for r in mine), ".0%")
         p = parts[variant]
         texts.append(
             f"{variant} (depth {depth_list}): final error {err} (larger with depth: {word(p['larger_error'])}; "
@@ -235,15 +235,9 @@ def figure(t: np.ndarray, error: np.ndarray, rows: list[dict[str, Any]], depths:
         for ax in (b, c):
             ax.set_xticks(x, [f"chain-{dd}" for dd in depths])
             ax.set_xlabel("chain depth D")
-        for ax in (a, b):
-            ax.legend(fontsize=8)
-        for ax in (a, b, c):
-            ax.grid(alpha=0.3)
-    fig.suptitle(f"Chain depth: 257-parameter MLP, semi-gradient Q-learning, SGD alpha = {ALPHA}, epsilon = "
-                 f"{EPSILON}, gamma = {GAMMA}, {steps} steps, {seeds} seeds per chain (variants reset / stay)",
-                 fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, axes, f"Chain depth: 257-parameter MLP, semi-gradient Q-learning, SGD alpha = {ALPHA}, "
+                        f"epsilon = {EPSILON}, gamma = {GAMMA}, {steps} steps, {seeds} seeds per chain (variants "
+                        "reset / stay)", legend_fontsize=8)
 
 
 @functools.lru_cache(maxsize=1)

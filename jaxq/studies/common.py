@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
@@ -23,6 +23,11 @@ def verdict(held: bool | None, text: str) -> str:
     """One line: ``HELD``, ``NOT HELD`` or ``MIXED`` (``held=None``), then the numbers."""
     tag = "MIXED" if held is None else ("HELD" if held else "NOT HELD")
     return f"{tag}: {text}"
+
+
+def slashed(values: Iterable[Any], spec: str = "") -> str:
+    """``values`` formatted with ``spec`` and joined by "/": one number per setting in a verdict line."""
+    return "/".join(format(v, spec) for v in values)
 
 
 def write_outputs(out: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray],

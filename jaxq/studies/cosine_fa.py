@@ -198,13 +198,8 @@ def figure(t: np.ndarray, errors: dict[str, np.ndarray], stats: dict[str, dict[s
         ax.set_xscale("log")
         ax.set_xlabel("step size alpha (SGD)")
     d.set_yscale("log")
-    for ax in axes.ravel():
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Cosine features Q = th1 + th2 cos(pi depth/3) + th3 a on the 5-state Branching tree: gamma = {GAMMA}, "
-                 f"epsilon = {EPSILON}, {int(t[-1])} steps, {seeds} seeds per setting", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, axes, f"Cosine features Q = th1 + th2 cos(pi depth/3) + th3 a on the 5-state Branching "
+                        f"tree: gamma = {GAMMA}, epsilon = {EPSILON}, {int(t[-1])} steps, {seeds} seeds per setting")
 
 
 def learn(seeds: int, steps: int) -> dict[str, Any]:

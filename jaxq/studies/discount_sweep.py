@@ -41,7 +41,7 @@ from jaxq.studies.chain_depth import (
     ALPHA, EPSILON, LEARNER, TIME_LIMIT, VARIANTS, WIDTH, all_of, chain_mlp_sweep, coverage, grid, interval,
     q_star_scales, trend, word,
 )
-from jaxq.studies.common import pick, study_main, verdict, write_outputs
+from jaxq.studies.common import pick, slashed, study_main, verdict, write_outputs
 
 NAME = "discount_sweep"
 DEPTH = 64
@@ -137,11 +137,11 @@ def describe(rows: list[dict[str, Any]], parts: dict[str, dict[str, Any]], seeds
     texts = []
     for variant in VARIANTS:
         mine = [r for r in rows if r["variant"] == variant]
-        gammas = "/".join(f"{r['gamma']:g}" for r in mine)
-        iqm = "/".join(f"{r['final_error']['iqm']:.3g}" for r in mine)
-        rel = "/".join(f"{r['final_error_rel_mean']['iqm']:.3g}" for r in mine)
-        div = "/".join(f"{r['diverged_fraction']:.0%}" for r in mine)
-        cov = "/".join(f"{r['coverage']['reached_fraction']:.0%}" for r in mine)
+        gammas = slashed((r["gamma"] for r in mine), "g")
+        iqm = slashed((r["final_error"]["iqm"] for r in mine), ".3g")
+        rel = slashed((r["final_error_rel_mean"]["iqm"] for r in mine), ".3g")
+        div = slashed((r["diverged_fraction"] for r in mine), ".0%")
+        cov = slashed((r["coverage"]["reached_fraction"] for r in mine), ".0%")
         p = parts[variant]
         texts.append(
             f"{variant} (gamma {gammas}): IQM final error {iqm} (grows: {word(p['grows'])}; relative to mean |Q*| "
@@ -194,14 +194,9 @@ def figure(t: np.ndarray, error: np.ndarray, rows: list[dict[str, Any]], gammas:
         ax.set_xlabel("effective horizon 1 / (1 - gamma)")
     for ax in (a, b):
         ax.set_yscale("log")
-    for ax in (a, b, c, d):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Discount sweep on Chain(64): 257-parameter MLP, semi-gradient Q-learning, SGD alpha = {ALPHA}, "
-                 f"epsilon = {EPSILON}, {steps} steps, gamma in {{{', '.join(f'{g:g}' for g in gammas)}}}, "
-                 f"{seeds} seeds per setting", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, [a, b, c, d], f"Discount sweep on Chain(64): 257-parameter MLP, semi-gradient "
+                        f"Q-learning, SGD alpha = {ALPHA}, epsilon = {EPSILON}, {steps} steps, gamma in "
+                        f"{{{', '.join(f'{g:g}' for g in gammas)}}}, {seeds} seeds per setting")
 
 
 def run(out: Path, size: str = "full") -> dict[str, Any]:

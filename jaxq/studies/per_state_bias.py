@@ -114,19 +114,15 @@ def figure(rows: list[dict[str, Any]], seeds: int, steps: int) -> Any:
             label = f"chain-{r['depth']}, reached terminal: {r['coverage']['reached_fraction']:.0%} of seeds"
             if r["growth"]:
                 label += f", rank corr. {r['growth']['rho']:+.2f}"
-            (line,) = ax.plot(distance, r["bias_mean"], marker="o", markersize=3, color=f"C{d}", label=label)
-            ax.fill_between(distance, r["bias_ci95_low"], r["bias_ci95_high"], color=line.get_color(), alpha=0.2,
-                            linewidth=0)
+            plots.interval(ax, distance, r["bias_mean"], r["bias_ci95_low"], r["bias_ci95_high"], label,
+                           marker="o", markersize=3, color=f"C{d}")
         ax.axhline(0.0, color="black", linewidth=0.8)
         ax.set_title(f"({variant}) mean over {seeds} seeds, band = 95% CI of the mean", fontsize=9)
         ax.set_xlabel("distance to the terminal D - i (forward steps to go; 1 = last state)")
         ax.set_ylabel("bias Q_theta(s_i, a*) - Q*(s_i, a*) at the last step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Per-state bias vs distance to the terminal: Chain(D), 257-parameter MLP, SGD alpha = {ALPHA}, "
-                 f"epsilon = {EPSILON}, gamma = {GAMMA}, after {steps} steps, {seeds} seeds per chain", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, axes, f"Per-state bias vs distance to the terminal: Chain(D), 257-parameter MLP, SGD "
+                        f"alpha = {ALPHA}, epsilon = {EPSILON}, gamma = {GAMMA}, after {steps} steps, {seeds} seeds "
+                        "per chain")
 
 
 def run(out: Path, size: str = "full") -> dict[str, Any]:

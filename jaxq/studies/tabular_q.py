@@ -117,13 +117,8 @@ def figure(stair: dict[str, np.ndarray], long: dict[str, np.ndarray], t_long: np
     c.set_title(f"(c) final error after {int(t_long[-1])} steps, all {seeds} seeds", fontsize=9)
     c.set_xlabel(f"final ||Q_T - Q*||_inf (values < {DISPLAY_FLOOR:g} drawn at {DISPLAY_FLOOR:g})")
     c.set_ylabel("fraction of seeds with final error <= x")
-    for ax in (a, b, c):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Tabular Q-learning on the 5-state Branching tree: gamma = {GAMMA}, epsilon-greedy "
-                 f"epsilon = {EPSILON}, Q_0 = 0, {seeds} seeds per setting", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, [a, b, c], f"Tabular Q-learning on the 5-state Branching tree: gamma = {GAMMA}, "
+                        f"epsilon-greedy epsilon = {EPSILON}, Q_0 = 0, {seeds} seeds per setting")
 
 
 def statistics(stair: dict[str, np.ndarray], long: dict[str, np.ndarray]) -> tuple[dict, dict]:

@@ -138,12 +138,9 @@ def figure(t: np.ndarray, error: np.ndarray, rows: list[dict[str, Any]], seeds: 
                 fontsize=9)
     c.set_xlabel("environment steps per seed")
     c.set_ylabel("||Q_t - Q*||_inf")
-    c.grid(alpha=0.3)
-    c.legend(fontsize=7)
-    fig.suptitle(f"TD-variant gallery on Chain(D): tabular, Q_0 = 0, constant alpha = {ALPHA}, epsilon = {EPSILON}, "
-                 f"{steps} steps, {seeds} seeds per setting; each variant is one target function", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, [c], f"TD-variant gallery on Chain(D): tabular, Q_0 = 0, constant alpha = {ALPHA}, "
+                        f"epsilon = {EPSILON}, {steps} steps, {seeds} seeds per setting; each variant is one target "
+                        "function")
 
 
 def run(out: Path, size: str = "full") -> dict[str, Any]:

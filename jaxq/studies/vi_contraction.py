@@ -105,19 +105,13 @@ def figure(errors: np.ndarray, check: dict[str, np.ndarray], gammas: tuple[float
     left.set_xlabel("sweep k")
     left.set_ylabel("||T^k Q_0 - Q*||_inf / ||Q_0 - Q*||_inf")
     left.set_title("relative error (points where VI is exact to float32 are not drawn)", fontsize=9)
-    left.grid(alpha=0.3)
-    left.legend(fontsize=7, ncol=1)
     right.axhline(1.0, color="black", linestyle="--", linewidth=1, label="the bound (ratio 1)")
     right.set_ylim(0, 1.1)
     right.set_xlabel("sweep k")
     right.set_ylabel("||T^k Q_0 - Q*||_inf / (gamma^k ||Q_0 - Q*||_inf)")
     right.set_title(f"worst ratio to the bound (where the bound >= {RATIO_FLOOR:g})", fontsize=9)
-    right.grid(alpha=0.3)
-    right.legend(fontsize=8)
-    fig.suptitle(f"Value iteration on the 5-state Branching tree: {n} random Q_0 + Q_0 = 0, "
-                 f"{errors.shape[-1] - 1} sweeps, gamma in {list(gammas)}", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return plots.finish(fig, [left, right], f"Value iteration on the 5-state Branching tree: {n} random Q_0 + "
+                        f"Q_0 = 0, {errors.shape[-1] - 1} sweeps, gamma in {list(gammas)}")
 
 
 def run(out: Path, size: str = "full") -> dict[str, Any]:
