@@ -23,35 +23,10 @@ import numpy as np
 from jaxq import exact
 from jaxq.rng import counter_bits
 from jaxq.types import TabularMDP
-from jaxq.validation import check_count, check_gamma, check_probability, check_range
+from jaxq.hparams import HParam, HParams, gamma_hparam, positive_hparam, probability_hparam, real_hparam
+from jaxq.validation import check_count
 
 Carry = Any
-HParams = dict[str, jax.Array]
-
-
-@dataclasses.dataclass(frozen=True)
-class HParam:
-    """A sweepable hyper-parameter: its default and a check ``value -> value`` raising ValueError."""
-
-    default: float
-    check: Callable[[Any], Any]
-    doc: str
-
-
-def gamma_hparam(default: float = 0.9) -> HParam:
-    return HParam(default, lambda v: check_gamma(v), "discount factor, in [0, 1)")
-
-
-def probability_hparam(name: str, default: float, doc: str) -> HParam:
-    return HParam(default, lambda v: check_probability(v, name), doc)
-
-
-def positive_hparam(name: str, default: float, doc: str, high: float | None = None) -> HParam:
-    return HParam(default, lambda v: check_range(name, v, 0.0, high, low_open=True), doc)
-
-
-def real_hparam(name: str, default: float, doc: str) -> HParam:
-    return HParam(default, lambda v: check_range(name, v), doc)
 
 
 EXPLORATION_HPARAMS = {
