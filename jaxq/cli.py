@@ -71,31 +71,28 @@ class _Progress:
 
 
 # -- sweep ---------------------------------------------------------------------------------------
-def _sweep_parser(prog: str, first_pass: bool = False) -> argparse.ArgumentParser:
+SWEEP_DESCRIPTION = (
+    "Run a learner over a grid of hyper-parameters x seeds in one vmapped call. Every sweepable name "
+    "takes one or more values and the full Cartesian product runs; `jaxq sweep ENV --learner L --help` "
+    "lists the learner's options and every sweepable name for that environment. On finite environments "
+    "the error against the exact Q* is logged; on every environment the training and greedy returns.")
+
+
+def _sweep_parser(prog: str, *, add_help: bool = True) -> argparse.ArgumentParser:
     from jaxq.learners import LEARNERS
 
-    p = argparse.ArgumentParser(
-        prog=prog,
-        add_help=not first_pass,
-        description="Run a learner over a grid of hyper-parameters x seeds in one vmapped call and "
-                    "compare it with the exact Q*. Every sweepable name (run `jaxq sweep ENV --help` "
-                    "to list them for an environment) takes one or more values; the full Cartesian "
-                    "product runs.",
-    )
-    p.add_argument("env", nargs="?" if first_pass else None, help="environment: Chain, Branching, GridWorld")
-    p.add_argument("--learner", default="q", help="; ".join(f"{k}: {v[0]}" for k, v in LEARNERS.items()))
+    p = argparse.ArgumentParser(prog=prog, add_help=add_help, description=SWEEP_DESCRIPTION)
+    p.add_argument("env", nargs="?", help="environment: Chain, Branching, GridWorld, LunarLander-v3 or any "
+                   "gymnax id (e.g. CartPole-v1)")
+    p.add_argument("--learner", help="; ".join(f"{k}: {v.description}" for k, v in LEARNERS.items())
+                   + " (default: q on finite environments, mlp elsewhere)")
     p.add_argument("--seeds", type=int, default=100, help="independent seeds per grid point (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
     p.add_argument("--steps", type=int, default=10_000, help="environment steps per seed (default: 10000)")
     p.add_argument("--log-every", type=int, help="steps between logged points (default: about 100 points)")
-    p.add_argument("--step-size", default="inverse_count",
-                   help="constant (uses --alpha), inverse_time = 1/(t+1), inverse_count = 1/(1+N(s,a)) (default)")
-    p.add_argument("--exploration", default="constant",
-                   help="epsilon schedule: constant, or linear from --epsilon to --epsilon-final")
-    p.add_argument("--n-steps", type=int, help="n of the n-step return (n_step_q: default 3)")
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="static environment option, e.g. max_depth=64, preset=FrozenLake-4x4, "
-                        "depth=4 / branching=3 (complete Branching tree)")
+                        "depth=4 / branching=3 (complete Branching tree), newton_iterations=8 (LunarLander)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/sweep-ENV-LEARNER)")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="save the whole sweep state every K environment steps (to OUT/checkpoint)")
@@ -104,22 +101,130 @@ def _sweep_parser(prog: str, first_pass: bool = False) -> argparse.ArgumentParse
     return p
 
 
-def _build(args: argparse.Namespace, axis_values: dict[str, list]) -> tuple[Any, Any]:
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_learner_options(parser: argparse.ArgumentParser, name: str) -> None:
+    """One command-line option per static option of learner ``name`` (default: the learner's own)."""
+    from jaxq.learners import LEARNERS
+
+    group = parser.add_argument_group(f"options of learner {name!r}")
+    for option, spec in LEARNERS[name].options.items():
+        shown = f" (default: {spec.default})" if spec.default is not None else ""
+        if spec.kind is bool:
+            group.add_argument(_flag(option), dest=f"opt_{option}", action=argparse.BooleanOptionalAction,
+                               default=None, help=spec.help + shown)
+        else:
+            group.add_argument(_flag(option), dest=f"opt_{option}", type=spec.kind, choices=spec.choices,
+                               default=None, metavar=None if spec.choices else "V", help=spec.help + shown)
+
+
+def _add_sweepables(parser: argparse.ArgumentParser, learner: Any) -> None:
+    group = parser.add_argument_group("sweepable hyper-parameters (one or more values each)")
+    for name, default in learner.defaults().items():
+        doc = getattr(learner.hyperparameters.get(name), "doc", "environment parameter")
+        group.add_argument(_flag(name), dest=f"axis_{name}", nargs="+", type=_value, metavar="V",
+                           help=f"{doc} (default: {default})")
+
+
+def _unknown_arguments(extra: Sequence[str], learner_name: str, env: Any, params: Any) -> ValueError:
+    """A clear error for command-line words no option took: a static env parameter, or an option of
+    other learners (naming them)."""
+    from jaxq.envs.core import static_fields
+    from jaxq.learners import LEARNERS
+
+    flags = [word for word in extra if word.startswith("--")]
+    if not flags:
+        return ValueError(f"unexpected argument(s) {' '.join(extra)}")
+    word = flags[0].split("=", 1)[0]
+    static = {_flag(f): f for f in static_fields(params)}
+    if word in static:
+        return ValueError(f"{word} sets a static parameter of {env.name} ({static[word]}: a shape or a loop "
+                          f"length) and cannot be swept; set it with --env-option {static[word]}=N")
+    owners = [n for n, spec in LEARNERS.items() if word in map(_flag, spec.options)]
+    where = (f"; it is an option of learner(s) {', '.join(owners)}" if owners else "")
+    return ValueError(f"{word} is not an option of learner {learner_name!r} or a sweepable name here{where}. "
+                      f"`jaxq sweep ENV --learner {learner_name} --help` lists them")
+
+
+def _make_env(args: argparse.Namespace, axis_values: dict[str, list]) -> tuple[Any, Any]:
+    """The environment with its ``--env-option`` settings; a Chain swept over depth is made deep enough
+    for the largest depth (``max_depth``)."""
     import jaxq
-    from jaxq.learners import make_learner
-    from jaxq.validation import check_count
+    from jaxq.validation import check_range
 
     options = _env_options(args.env_option)
     if args.env.lower() == "chain" and "depth" in axis_values:
+        check_range("depth", axis_values["depth"], 1, None, integer=True)
         options.setdefault("max_depth", max(axis_values["depth"]))
         options.setdefault("depth", max(axis_values["depth"]))
-    env, params = jaxq.make(args.env, **options)
+    return jaxq.make(args.env, **options)
+
+
+def _learner_name(args: argparse.Namespace, env: Any) -> str:
+    from jaxq.envs import FiniteEnv
+
+    return args.learner or ("q" if isinstance(env, FiniteEnv) else "mlp")
+
+
+def _make_learner(args: argparse.Namespace, env: Any, params: Any, name: str) -> Any:
+    from jaxq.learners import LEARNERS, make_learner
+    from jaxq.validation import check_count
+
     log_every = args.log_every or default_log_every(check_count(args.steps, "steps"))
-    static = {"steps": args.steps, "log_every": log_every, "step_size": args.step_size,
-              "exploration": args.exploration}
-    if args.n_steps is not None:
-        static["n_steps"] = args.n_steps
-    return env, make_learner(args.learner, env, params, **static)
+    options = {option: getattr(args, f"opt_{option}") for option in LEARNERS[name].options
+               if getattr(args, f"opt_{option}", None) is not None}
+    return make_learner(name, env, params, steps=args.steps, log_every=log_every, **options)
+
+
+def parse_run(prog: str, argv: Sequence[str], learner: str | None = None) -> tuple[argparse.Namespace, dict, Any, Any]:
+    """Parse a sweep-like command line in three passes (environment and learner, then the learner's
+    options, then the sweepable names they imply): ``(args, axes, env, learner)``.
+
+    Raises:
+        ValueError: for a bad value or an argument that no option takes (naming it).
+    """
+    from jaxq.learners import LEARNERS
+    from jaxq.validation import check_choice
+
+    first, _ = _sweep_parser(prog, add_help=False).parse_known_args(argv)
+    parser = _sweep_parser(prog)
+    if first.env is None:
+        parser.parse_args(argv)  # prints the help, or says that ENV is missing
+        parser.error("the following arguments are required: env")
+    env, params = _make_env(first, {})
+    name = learner or _learner_name(first, env)
+    check_choice("learner", name, LEARNERS)
+    _add_learner_options(parser, name)
+    known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
+    probe = _make_learner(known, env, params, name)
+    _add_sweepables(parser, probe)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        raise _unknown_arguments(extra, name, env, params)
+    given = {k[len("axis_"):]: v for k, v in vars(args).items() if k.startswith("axis_") and v is not None}
+    position = {n: min((i for i, a in enumerate(argv) if a == _flag(n)), default=0) for n in given}
+    axes = {n: given[n] for n in sorted(given, key=position.get)}  # command-line order
+    env, params = _make_env(args, axes)
+    return args, axes, env, _make_learner(args, env, params, name)
+
+
+def _print_rows(summary: dict[str, Any], result: Any) -> None:
+    """One line per grid point: the final error (exact metrics) or the final returns."""
+    from jaxq import outputs
+
+    for row in summary["grid"]:
+        label = outputs.grid_label({k: row[k] for k in result.grid_axes if len(result.coords[k]) > 1})
+        parts = []
+        for key, title in (("final_error", "final error"), ("final_eval_return", "greedy return"),
+                           ("final_train_return", "training return")):
+            if key in row:
+                m = row[key]
+                parts.append(f"{title} {m['mean']:.4g} [{m['ci95_low']:.4g}, {m['ci95_high']:.4g}]")
+        if "reached_terminal_fraction" in row and "final_error" in row:
+            parts.append(f"reached terminal: {row['reached_terminal_fraction']:.0%}")
+        print(f"{label:40s} " + "  ".join(parts))
 
 
 def cmd_sweep(argv: Sequence[str]) -> int:
@@ -127,27 +232,10 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     from jaxq.sweep import sweep
     from jaxq.validation import check_count
 
-    # The sweepable names depend on the environment and learner: find those first, then add one
-    # option per name to the full parser (so `jaxq sweep chain --help` lists them).
-    known, _ = _sweep_parser("jaxq sweep", first_pass=True).parse_known_args(argv)
-    parser = _sweep_parser("jaxq sweep")
-    if known.env is None:
-        parser.parse_args(argv)  # prints help, or the error that ENV is missing
-        return 2
-    _, probe = _build(known, {})
-    group = parser.add_argument_group("sweepable hyper-parameters (one or more values each)")
-    for name, default in probe.defaults().items():
-        doc = getattr(probe.hyperparameters.get(name), "doc", "environment parameter")
-        group.add_argument(f"--{name.replace('_', '-')}", dest=f"axis_{name}", nargs="+", type=_value,
-                           metavar="V", help=f"{doc} (default: {default})")
-    args = parser.parse_args(argv)
-    given = {k[len("axis_"):]: v for k, v in vars(args).items() if k.startswith("axis_") and v is not None}
-    position = {name: min((i for i, a in enumerate(argv) if a == f"--{name.replace('_', '-')}"), default=0)
-                for name in given}
-    axes = {name: given[name] for name in sorted(given, key=position.get)}  # command-line order
-    env, learner = _build(args, axes)
+    args, axes, env, learner = parse_run("jaxq sweep", argv)
+    name = _learner_name(args, env)
     seeds = check_count(args.seeds, "seeds")
-    out = args.out or Path("runs") / f"sweep-{env.name}-{args.learner}"
+    out = args.out or Path("runs") / f"sweep-{env.name}-{name}"
     n_points = 1
     for values in axes.values():
         n_points *= len(values)
@@ -157,18 +245,12 @@ def cmd_sweep(argv: Sequence[str]) -> int:
         checkpoint_dir=str(out / "checkpoint") if (args.checkpoint_every or args.resume) else None,
         checkpoint_every=args.checkpoint_every, resume=args.resume,
     )
-    title = (f"{env.name}, {args.learner}, {args.steps} steps, {seeds} seeds per point, "
-             f"step size {args.step_size}")
+    title = f"{env.name}, {name}, {args.steps} steps, {seeds} seeds per point"
     summary = outputs.write_sweep(result, out, title=title, extra={
-        "command": "jaxq sweep " + " ".join(argv), "env": env.name, "learner": args.learner})
-    for row in summary["grid"]:
-        err = row.get("final_error", {})
-        label = outputs.grid_label({k: row[k] for k in result.grid_axes if len(result.coords[k]) > 1})
-        print(f"{label:40s} final error {err.get('mean', float('nan')):.4g} "
-              f"[{err.get('ci95_low', float('nan')):.4g}, {err.get('ci95_high', float('nan')):.4g}]"
-              + (f"  reached terminal: {row['reached_terminal_fraction']:.0%}" if "reached_terminal_fraction" in row else ""))
+        "command": "jaxq sweep " + " ".join(argv), "env": env.name, "learner": name})
+    _print_rows(summary, result)
     t = result.timing
-    print(f"{t['env_steps']:,} env steps in {t['run_s']:.2f} s ({t['env_steps_per_s'] / 1e6:.1f} M/s), "
+    print(f"{t['env_steps']:,} env steps in {t['run_s']:.2f} s ({t['env_steps_per_s'] / 1e6:.2f} M/s), "
           f"compile {t['compile_s']:.1f} s, {t['devices']} device(s) -> {out}")
     return 0
 

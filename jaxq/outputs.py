@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,15 +37,32 @@ def grid_label(point: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in point.items()) or "all"
 
 
+# NaN where no training episode ended in a log interval: summarised per lane over the last tenth of
+# the run. NaN between evaluations: summarised at the last log point, which is always evaluated.
+TRAINING_EPISODES = ("train_return", "train_length")
+EVALUATION = ("eval_return", "eval_length")
+
+
+def final_training(values: np.ndarray) -> np.ndarray:
+    """Per lane (``values``: ``[seeds, T]``), the mean over the last tenth of the log points of the
+    intervals in which an episode ended (NaN if none did)."""
+    tail = values[:, -max(1, values.shape[1] // 10):]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(tail, axis=1)
+
+
 def grid_summary(result: SweepResult) -> list[dict[str, Any]]:
-    """Per grid point: the final value of every scalar metric summarised over seeds."""
+    """Per grid point: the final value of every scalar metric summarised over seeds (training
+    returns and lengths averaged over the last tenth of the run, see :func:`final_training`)."""
     rows = []
     for index, point in result.grid_points():
         row: dict[str, Any] = dict(point)
         for name, values in result.logs.items():
-            final = np.take(values[index], -1, axis=1)  # [seeds, ...]
-            if final.ndim == 1:
-                row[f"final_{name}"] = metrics.summarize(final)
+            if values[index].ndim != 2:
+                continue
+            final = final_training(values[index]) if name in TRAINING_EPISODES else values[index][:, -1]
+            row[f"final_{name}"] = metrics.summarize(final)
         if "terminations" in result.logs:
             reached = np.take(result.logs["terminations"][index], -1, axis=1) > 0
             row["reached_terminal_fraction"] = float(reached.mean())
@@ -52,28 +70,39 @@ def grid_summary(result: SweepResult) -> list[dict[str, Any]]:
     return rows
 
 
-def write_sweep(result: SweepResult, out: Path, *, title: str, metric: str = "error",
-                metric_label: str = "||Q_t - Q*||_inf", extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def sweep_figure(result: SweepResult, title: str) -> Any:
+    """``||Q_t - Q*||_inf`` bands when the sweep has exact metrics, else training and greedy returns."""
+    t = np.asarray(result.coords["t"])
+    varying = [k for k in result.grid_axes if len(result.coords[k]) > 1]
+    seeds = len(result.coords["seed"])
+
+    def curves(metric: str) -> dict[str, np.ndarray]:
+        if metric not in result.logs:
+            return {}
+        return {grid_label({k: point[k] for k in varying}): result.logs[metric][index]
+                for index, point in result.grid_points()}
+
+    if "error" in result.logs:
+        return plots.curves_figure(t, curves("error"), title=title, xlabel="environment steps per seed",
+                                   ylabel="||Q_t - Q*||_inf", seeds=seeds)
+    return plots.returns_figure(t, curves("train_return"), curves("eval_return"), title=title, seeds=seeds)
+
+
+def write_sweep(result: SweepResult, out: Path, *, title: str,
+                extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``summary.json``, ``curves.npz`` and ``sweep.png`` for a sweep; return the summary."""
     out.mkdir(parents=True, exist_ok=True)
     arrays = {name: values for name, values in result.logs.items()}
     np.savez_compressed(out / "curves.npz", **arrays, t=np.asarray(result.coords["t"]),
                         axes=np.asarray(result.axes))
-    t = np.asarray(result.coords["t"])
-    varying = [k for k in result.grid_axes if len(result.coords[k]) > 1]
-    curves = {grid_label({k: point[k] for k in varying}): result.logs[metric][index]
-              for index, point in result.grid_points()}
     seeds = len(result.coords["seed"])
-    fig = plots.curves_figure(t, curves, title=title, xlabel="environment steps per seed",
-                              ylabel=metric_label, seeds=seeds)
-    fig.savefig(out / "sweep.png", dpi=120)
+    sweep_figure(result, title).savefig(out / "sweep.png", dpi=120)
     summary = {
         **(extra or {}),
         "axes": result.axes,
         "coords": {k: v for k, v in result.coords.items() if k not in ("seed", "t")},
         "seeds": seeds,
         "log_steps": result.coords["t"],
-        "metric": metric_label,
         "config": result.config,
         "grid": grid_summary(result),
         "timing": result.timing,

@@ -60,3 +60,24 @@ def curves_figure(t: np.ndarray, curves: dict[str, np.ndarray], *, title: str, x
     ax.legend(fontsize=8, title=f"mean, band = 95% CI over {seeds} seeds", title_fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def returns_figure(t: np.ndarray, train: dict[str, np.ndarray], evaluation: dict[str, np.ndarray], *,
+                   title: str, seeds: int) -> Any:
+    """Training return (left) and greedy evaluation return (right), one band per grid point
+    (label -> ``[seeds, T]``). NaN marks log points without an ended episode / an evaluation: those
+    are left out, and the evaluation panel is drawn only at log points where it was evaluated."""
+    panels = [("training return (episodes ended in each interval)", train),
+              ("greedy evaluation return", evaluation)]
+    panels = [(name, curves) for name, curves in panels if curves]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    for ax, (name, curves) in zip(axes[0], panels):
+        for label, c in curves.items():
+            points = np.isfinite(c).any(axis=0)
+            band(ax, t[points], c[:, points], label, marker="." if points.sum() < 30 else None)
+        ax.set_xlabel("environment steps per seed")
+        ax.set_ylabel("undiscounted return")
+        ax.set_title(name, fontsize=9)
+    for ax in axes[0]:
+        ax.legend(fontsize=8, title=f"mean, band = 95% CI over {seeds} seeds", title_fontsize=8)
+    return finish(fig, axes, title)

@@ -50,8 +50,9 @@ class Learner(Protocol):
     def encode(self, name: str, value: Any) -> Any: ...
     def describe(self) -> dict[str, Any]: ...
     def init(self, key: jax.Array, hp: dict[str, jax.Array]) -> Any: ...
-    def run(self, carry: Any, hp: dict[str, jax.Array], num_logs: int) -> tuple[Any, dict[str, jax.Array]]: ...
-    def log(self, carry: Any, hp: dict[str, jax.Array]) -> dict[str, jax.Array]: ...
+    def run(self, carry: Any, hp: dict[str, jax.Array], first: jax.Array,
+            num_logs: int) -> tuple[Any, dict[str, jax.Array]]: ...
+    def log(self, carry: Any, hp: dict[str, jax.Array], index: jax.Array) -> dict[str, jax.Array]: ...
 
 
 @dataclasses.dataclass
@@ -170,7 +171,7 @@ def sweep(
     n_dev = len(devices)
     one_hp = {k: jnp.asarray(v[0]) for k, v in columns.items()}
     carry_shape = jax.eval_shape(learner.init, jnp.asarray(keys[0]), one_hp)
-    log_shape = jax.eval_shape(learner.log, carry_shape, one_hp)
+    log_shape = jax.eval_shape(learner.log, carry_shape, one_hp, jnp.int32(0))
     carry_bytes = _tree_bytes(carry_shape)
     lane_bytes = carry_bytes + (learner.num_logs + 1) * _tree_bytes(log_shape) + _tree_bytes(one_hp)
     budget_lanes = max_lanes if max_lanes is not None else int(check_positive(memory_budget, "memory_budget") // lane_bytes)
@@ -211,11 +212,15 @@ def sweep(
     local = chunk // n_dev
 
     def blocked(fn: Callable[..., Any]) -> Callable[..., Any]:
+        """``fn(lane_arg_0, lane_arg_1, shared)`` over lanes: the lane arguments split over devices and
+        blocks and ``vmap``-ed; ``shared`` (a scalar log index) the same for every lane, never batched."""
         def per_device(*args):
-            split = jax.tree.map(lambda x: x.reshape(local // block, block, *x.shape[1:]), args)
-            out = jax.lax.map(lambda a: jax.vmap(fn)(*a), split)
+            *lane_args, shared = args
+            split = jax.tree.map(lambda x: x.reshape(local // block, block, *x.shape[1:]), lane_args)
+            out = jax.lax.map(lambda a: jax.vmap(fn, in_axes=(*(0,) * len(a), None))(*a, shared), split)
             return jax.tree.map(lambda x: x.reshape(local, *x.shape[2:]), out)
-        return jax.shard_map(per_device, mesh=mesh, in_specs=P("lanes"), out_specs=P("lanes"), check_vma=False)
+        return jax.shard_map(per_device, mesh=mesh, in_specs=(P("lanes"), P("lanes"), P()), out_specs=P("lanes"),
+                             check_vma=False)
 
     def put(tree: Any) -> Any:
         return jax.device_put(tree, sharding)
@@ -239,10 +244,12 @@ def sweep(
         compile_s += time.perf_counter() - t0
         return out
 
-    init_fn = compiled(learner.init, keys0, hp0)
+    index0 = jnp.int32(0)
+    init_fn = compiled(lambda k, h, _: learner.init(k, h), keys0, hp0, index0)
     carry_template = init_fn.out_info
-    log_fn = compiled(learner.log, carry_template, hp0)
-    run_fns = {n: compiled(lambda c, h, n=n: learner.run(c, h, n), carry_template, hp0, donate=True)
+    log_fn = compiled(learner.log, carry_template, hp0, index0)
+    run_fns = {n: compiled(lambda c, h, first, n=n: learner.run(c, h, first, n), carry_template, hp0, index0,
+                           donate=True)
                for n in sorted(set(segment_lengths))}
 
     # -- resume ----------------------------------------------------------------------------------
@@ -277,12 +284,13 @@ def sweep(
         first_segment = start_segment if c == start_chunk else 0
         t0 = time.perf_counter()
         if carry is None or first_segment == 0:
-            carry = init_fn(keys_c, hp_c)
-            partial = jax.tree.map(lambda x: np.asarray(x)[:, None], log_fn(carry, hp_c))
+            carry = init_fn(keys_c, hp_c, index0)
+            partial = jax.tree.map(lambda x: np.asarray(x)[:, None], log_fn(carry, hp_c, index0))
         run_s += time.perf_counter() - t0
         for s in range(first_segment, len(segment_lengths)):
             t0 = time.perf_counter()
-            carry, logs = run_fns[segment_lengths[s]](carry, hp_c)
+            first = jnp.int32(1 + sum(segment_lengths[:s]))
+            carry, logs = run_fns[segment_lengths[s]](carry, hp_c, first)
             partial = jax.tree.map(lambda a, b: np.concatenate([a, np.asarray(b)], axis=1), partial, logs)
             run_s += time.perf_counter() - t0
             if checkpoint_dir is not None:

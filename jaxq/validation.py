@@ -7,6 +7,7 @@ the offending value and what is allowed, instead of a NaN or an XLA trace later 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -78,12 +79,22 @@ def check_count(value: Any, name: str, minimum: int = 1) -> int:
     return int(check_range(name, value, minimum, None, integer=True))
 
 
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice to a mistyped string, else ``""``."""
+    names = [str(c) for c in choices]
+    close = difflib.get_close_matches(str(value), names, n=1, cutoff=0.6) if isinstance(value, str) else []
+    if not close:
+        lowered = {n.lower(): n for n in names}
+        close = [lowered[str(value).lower()]] if str(value).lower() in lowered else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` must be one of ``choices``."""
     options = list(choices)
     if value not in options:
         shown = ", ".join(repr(c) for c in options)
-        raise ValueError(f"{name}={value!r} is not allowed; choose one of: {shown}")
+        raise ValueError(f"{name}={value!r} is not allowed{did_you_mean(value, options)}; choose one of: {shown}")
     return value
 
 

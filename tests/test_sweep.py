@@ -45,8 +45,8 @@ def test_lane_equals_a_single_run_with_its_key(learner, reference):
         for s in (0, 3):
             key = jax.random.fold_in(jax.random.PRNGKey(3), s)
             carry = jax.jit(learner.init)(key, hp)
-            first = jax.jit(learner.log)(carry, hp)
-            _, logs = jax.jit(learner.run, static_argnums=2)(carry, hp, learner.num_logs)
+            first = jax.jit(learner.log)(carry, hp, 0)
+            _, logs = jax.jit(learner.run, static_argnums=3)(carry, hp, 1, learner.num_logs)
             single = np.concatenate([np.asarray(first["error"])[None], np.asarray(logs["error"])])
             np.testing.assert_allclose(reference.logs["error"][d, g, s], single, rtol=1e-6, atol=1e-7)
 

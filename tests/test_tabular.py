@@ -20,7 +20,7 @@ def final_tables(learner, hp, seeds):
     @jax.jit
     def run(keys):
         carry = jax.vmap(learner.init, in_axes=(0, None))(keys, hp)
-        carry, _ = jax.vmap(learner.run, in_axes=(0, None, None))(carry, hp, learner.num_logs)
+        carry, _ = jax.vmap(lambda c: learner.run(c, hp, 1, learner.num_logs))(carry)
         return carry.q
 
     return np.asarray(run(keys))
@@ -136,7 +136,7 @@ def test_learner_configuration_errors(kwargs, message):
 
 def test_tabular_learner_needs_a_finite_env():
     env, params = jaxq.make("CartPole-v1")
-    with pytest.raises(ValueError, match="tabular learners need a finite jaxq environment"):
+    with pytest.raises(ValueError, match="env=.CartPole-v1. is not allowed; tabular learners need a finite environment"):
         TabularLearner(env, params, steps=10, log_every=10)
 
 

@@ -74,7 +74,7 @@ def _jit_loop_rate(learner: Any, seeds: int) -> dict[str, float]:
 
     def one_seed(key):
         carry = learner.init(key, hp)
-        return learner.run(carry, hp, learner.num_logs)[1]["error"]
+        return learner.run(carry, hp, 1, learner.num_logs)[1]["error"]
 
     key = jax.random.PRNGKey(0)
     compile_s, _ = compile_and_time(one_seed, key, repeats=1)

@@ -12,7 +12,8 @@ from typing import Any, Callable
 
 import gymnax
 
-from jaxq.envs.core import EnvStep, FiniteEnv, env_step
+from jaxq.envs.core import EnvStep, FiniteEnv, env_step, make_params
+from jaxq.validation import did_you_mean
 
 # name -> "module:factory"; imported lazily so that `import jaxq` stays cheap.
 _REGISTRY: dict[str, str] = {
@@ -68,9 +69,8 @@ def make(name: str, **kwargs: Any) -> tuple[Any, Any]:
         return _resolve(_REGISTRY[key])(**kwargs)
     if name in gymnax.registered_envs:
         return gymnax.make(name, **kwargs)
-    raise ValueError(
-        f"env={name!r} is not a known environment; choose one of: {', '.join(registered())}"
-    )
+    raise ValueError(f"env={name!r} is not a known environment{did_you_mean(name, registered())}; "
+                     f"choose one of: {', '.join(registered())}")
 
 
-__all__ = ["EnvStep", "FiniteEnv", "env_step", "make", "register", "registered"]
+__all__ = ["EnvStep", "FiniteEnv", "env_step", "make", "make_params", "register", "registered"]

@@ -1,15 +1,19 @@
-"""The finite-environment base class and the one transition function every learner uses."""
+"""The finite-environment base class, the one transition function every learner uses, and
+validated environment params for any environment."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 from gymnax.environments import environment
 
 from jaxq.types import TabularMDP
+from jaxq.validation import check_count, check_range
 
 
 class FiniteEnv(environment.Environment):
@@ -96,3 +100,55 @@ def replace_checked(env_name: str, params: Any, checks: dict[str, Any], override
             f"{env_name} has no option {unknown[0]!r}; allowed options: {', '.join(sorted(checks))}"
         )
     return params.replace(**{name: checks[name](value) for name, value in overrides.items()})
+
+
+def static_fields(params: Any) -> list[str]:
+    """Fields of ``params`` that are not pytree leaves (they set shapes or loop lengths, so they are
+    fixed when the environment is made and can never be swept)."""
+    return [f.name for f in dataclasses.fields(params) if f.metadata.get("pytree_node", True) is False]
+
+
+def sweepable_fields(params: Any) -> dict[str, Any]:
+    """The scalar pytree-leaf fields of ``params`` with their values: those ``jaxq.sweep`` can vary."""
+    static = static_fields(params)
+    return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)
+            if f.name not in static and np.ndim(getattr(params, f.name)) == 0}
+
+
+def make_params(env: environment.Environment, **overrides: Any) -> Any:
+    """Default params of ``env`` with ``overrides`` applied, each validated: one entry point for every
+    environment.
+
+    jaxq's environments check ranges in their own ``env.make_params``. For any other gymnax
+    environment each override must name a field of its params and keep that field's kind: a bool
+    stays a bool, an integer an integer (``max_steps_in_episode`` at least 1), a number a finite number.
+
+    Raises:
+        ValueError: naming the parameter, the value and what is allowed.
+    """
+    if hasattr(env, "make_params"):
+        return env.make_params(**overrides)
+    defaults = env.default_params
+
+    def check(name: str, default: Any) -> Any:
+        if isinstance(default, (bool, np.bool_)):
+            def boolean(v):
+                if not isinstance(v, (bool, np.bool_)):
+                    raise ValueError(f"{name}={v!r} is not allowed; {name} must be True or False")
+                return bool(v)
+            return boolean
+        if isinstance(default, (int, np.integer)) or np.asarray(default).dtype.kind in "iu":
+            return lambda v: check_count(v, name, minimum=1 if name == "max_steps_in_episode" else -(2**31))
+        return lambda v: float(check_range(name, v))
+
+    checks = {name: check(name, value) for name, value in sweepable_fields(defaults).items()}
+    checks.update({name: (lambda v, name=name: _same_static(name, getattr(defaults, name), v))
+                   for name in static_fields(defaults)})
+    return replace_checked(env.name, defaults, checks, overrides)
+
+
+def _same_static(name: str, default: Any, value: Any) -> Any:
+    if value != default:
+        raise ValueError(f"{name}={value!r} is not allowed; {name} is a static field fixed by the environment "
+                         f"({default!r})")
+    return value

@@ -13,6 +13,9 @@ epsilon-greedily, observes ``(s, a, r, s')`` and takes one optimiser step on
 With ``target_network=True`` the bootstrap uses a copy of the parameters refreshed every
 ``target_period`` steps (a sweepable hyper-parameter). The learning rate ``alpha`` is a pytree leaf of
 the optimiser state (``optax.inject_hyperparams``), so one sweep call can vary it.
+
+Runs on any environment with discrete actions; on a finite one it also logs exact metrics of the
+approximator's table (``||Q_theta - Q*||_inf``, per-state bias, greedy-policy value).
 """
 
 from __future__ import annotations
@@ -29,17 +32,12 @@ from flax import struct
 
 from jaxq import exact, td
 from jaxq.envs.core import FiniteEnv, env_step
-from jaxq.learners.exploration import epsilon_greedy_action, epsilon_greedy_probs
-from jaxq.learners.base import (
-    EXPLORATION_HPARAMS,
-    HParam,
-    HParams,
-    OnlineLearner,
-    epsilon_at,
-    gamma_hparam,
-    positive_hparam,
-    value_metrics,
-)
+from jaxq.hparams import HParam, HParams, gamma_hparam, positive_hparam
+from jaxq.learners.base import OnlineLearner
+from jaxq.learners.episodes import EpisodeStats
+from jaxq.learners.exact_metrics import value_metrics
+from jaxq.learners.exploration import EXPLORATION_HPARAMS, SCHEDULES, epsilon_at, epsilon_greedy_action, successor
+from jaxq.learners.target_network import hard_refresh, period_crossed
 from jaxq.validation import check_choice, check_count
 
 GRADIENTS = ("semi", "full")
@@ -111,6 +109,17 @@ def one_hot_features(env: FiniteEnv) -> FeatureMap:
     def phi(obs, action):
         state = jnp.argmin(jnp.sum(jnp.abs(table - obs), axis=-1))
         return jnp.outer(jax.nn.one_hot(state, env.num_states), jax.nn.one_hot(action, env.num_actions)).ravel()
+
+    return phi
+
+
+def affine_features(num_actions: int) -> FeatureMap:
+    """One affine function of the observation per action: ``phi(s, a) = e_a (x) [1, obs]``, so
+    ``Q_theta(s, a) = w_a . obs + b_a``. Works on any environment with vector observations."""
+
+    def phi(obs, action):
+        x = jnp.concatenate([jnp.ones(1, jnp.float32), jnp.ravel(obs).astype(jnp.float32)])
+        return jnp.outer(jax.nn.one_hot(action, num_actions), x).ravel()
 
     return phi
 
@@ -203,25 +212,29 @@ class ApproxCarry:
     params: Any
     target_params: Any  # the target network's parameters; () without a target network
     opt_state: Any
-    q_star: jax.Array
+    q_star: jax.Array  # [S, A] for exact metrics; () without them
     env_state: Any
     obs: jax.Array
     action: jax.Array
     key: jax.Array
     t: jax.Array
-    terminations: jax.Array
+    episodes: EpisodeStats
 
 
 class ApproxLearner(OnlineLearner):
-    """Online Q-learning (or any TD target) with a function approximator on a finite environment.
+    """Online Q-learning (or any TD target) with a function approximator, one transition a step.
 
     Args:
-        env, env_params, steps, log_every: as for every online learner.
+        env, env_params, steps, log_every: as for every online learner (and ``eval_every``,
+            ``eval_episodes``, ``exact_metrics``: see :class:`~jaxq.learners.base.OnlineLearner`).
         q_function: a :class:`LinearQ` (see :func:`linear_q`) or :class:`MLPQ`.
         target: TD target function from :mod:`jaxq.td` or your own.
         gradient: "semi" or "full" (residual; not with a target network).
         optimizer: "sgd" (the update rule of the seed studies) or "adam".
         target_network: bootstrap from a periodically refreshed copy (``target_period`` steps).
+        exploration: epsilon schedule, "constant" or "linear".
+        log_bias, log_policy_value: with exact metrics, also log the per-state bias and the greedy
+            policy's value.
     """
 
     hyperparameters: dict[str, HParam] = {
@@ -231,15 +244,13 @@ class ApproxLearner(OnlineLearner):
         **EXPLORATION_HPARAMS,
     }
 
-    def __init__(self, env: FiniteEnv, env_params: Any, steps: int, log_every: int, *,
+    def __init__(self, env: Any, env_params: Any, steps: int, log_every: int, *,
                  q_function: QFunction, target: td.TDTarget = td.q_learning, gradient: str = "semi",
                  optimizer: str = "sgd", target_network: bool = False, exploration: str = "constant",
-                 log_bias: bool = True, log_policy_value: bool = True):
-        if not isinstance(env, FiniteEnv):
-            raise ValueError(f"env={env!r} is not allowed; these learners measure Q* errors on a finite jaxq environment")
-        super().__init__(env, env_params, steps, log_every)
-        if q_function.num_actions != env.num_actions:
-            raise ValueError(f"q_function has {q_function.num_actions} actions; the environment has {env.num_actions}")
+                 log_bias: bool = True, log_policy_value: bool = True, **contract: Any):
+        super().__init__(env, env_params, steps, log_every, **contract)
+        if q_function.num_actions != self.num_actions:
+            raise ValueError(f"q_function has {q_function.num_actions} actions; {env.name} has {self.num_actions}")
         self.q_function, self.target = q_function, target
         self.gradient = check_choice("gradient", gradient, GRADIENTS)
         self.optimizer_name = check_choice("optimizer", optimizer, OPTIMIZERS)
@@ -247,7 +258,7 @@ class ApproxLearner(OnlineLearner):
         if target_network and gradient == "full":
             raise ValueError("gradient='full' differentiates through the online bootstrap; it takes no target network")
         self.target_network = target_network
-        self.exploration = check_choice("exploration", exploration, ("constant", "linear"))
+        self.exploration = check_choice("exploration", exploration, SCHEDULES)
         self.log_bias, self.log_policy_value = log_bias, log_policy_value
 
     def static_config(self) -> dict[str, Any]:
@@ -272,9 +283,9 @@ class ApproxLearner(OnlineLearner):
         action = epsilon_greedy_action(self.q_function(params, obs), hp["epsilon"], bits)
         return ApproxCarry(
             params=params, target_params=params if self.target_network else (), opt_state=opt_state,
-            q_star=exact.q_star(self.env.tabular(env_params), hp["gamma"]),
+            q_star=exact.q_star(self.env.tabular(env_params), hp["gamma"]) if self.exact_metrics else (),
             env_state=env_state, obs=obs, action=action, key=key,
-            t=jnp.int32(0), terminations=jnp.int32(0),
+            t=jnp.int32(0), episodes=EpisodeStats.zeros(),
         )
 
     def _loss(self, params: Any, obs: jax.Array, action: jax.Array,
@@ -297,38 +308,37 @@ class ApproxLearner(OnlineLearner):
         q_next, q_restart = jax.vmap(self.q_function, in_axes=(None, 0))(
             carry.params, jnp.stack([out.next_obs, out.obs]))
         q_next_target = self.q_function(carry.target_params, out.next_obs) if self.target_network else q_next
-        successor = td.Bootstrap(
-            q_online=q_next, q_target=q_next_target,
-            policy=epsilon_greedy_probs(q_next, epsilon),
-            action=epsilon_greedy_action(q_next, epsilon, bits),
-        )
+        after = successor(q_next, q_next_target, epsilon, bits)
         discount = hp["gamma"] * (1.0 - out.terminated)
         grads = jax.grad(self._loss)(carry.params, carry.obs, carry.action, out.reward, discount,
-                                     out.next_obs, successor)
+                                     out.next_obs, after)
         updates, opt_state = self.optimizer.update(grads, carry.opt_state, carry.params)
         params = optax.apply_updates(carry.params, updates)
         t = carry.t + 1
+        target_params = carry.target_params
         if self.target_network:
-            refresh = (t % jnp.maximum(hp["target_period"].astype(jnp.int32), 1)) == 0
-            target_params = jax.tree.map(lambda new, old: jnp.where(refresh, new, old), params, carry.target_params)
-        else:
-            target_params = carry.target_params
+            target_params = hard_refresh(params, target_params, period_crossed(carry.t, t, hp["target_period"]))
         restart_action = epsilon_greedy_action(q_restart, epsilon, bits)
         return carry.replace(
             params=params, target_params=target_params, opt_state=opt_state,
             env_state=out.state, obs=out.obs,
-            action=jnp.where(out.done, restart_action, successor.action),
-            t=t, terminations=carry.terminations + out.terminated.astype(jnp.int32),
+            action=jnp.where(out.done, restart_action, after.action),
+            t=t, episodes=carry.episodes.record(out.reward, out.terminated, out.truncated),
         )
 
     def q_table(self, params: Any, hp: HParams) -> jax.Array:
-        """``[S, A]`` values of every state, from the environment's observation table."""
+        """``[S, A]`` values of every state of a finite environment, from its observation table."""
         mdp = self.env.tabular(self.params_for(hp))
         return jax.vmap(lambda obs: self.q_function(params, obs))(mdp.features)
 
-    def log(self, carry: ApproxCarry, hp: HParams) -> dict[str, jax.Array]:
-        """:func:`~jaxq.learners.base.value_metrics` of the approximator's table."""
+    def metrics(self, carry: ApproxCarry, hp: HParams) -> dict[str, jax.Array]:
+        """With exact metrics: :func:`~jaxq.learners.exact_metrics.value_metrics` of the
+        approximator's table."""
+        if not self.exact_metrics:
+            return {}
         mdp = self.env.tabular(self.params_for(hp))
-        logs = value_metrics(mdp, self.q_table(carry.params, hp), carry.q_star, hp["gamma"],
+        return value_metrics(mdp, self.q_table(carry.params, hp), carry.q_star, hp["gamma"],
                              bias=self.log_bias, policy_value=self.log_policy_value)
-        return {**logs, "terminations": carry.terminations}
+
+    def policy_values(self, carry: ApproxCarry, hp: HParams, obs: Any, env_state: Any) -> jax.Array:
+        return self.q_function(carry.params, obs)

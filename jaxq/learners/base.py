@@ -1,101 +1,140 @@
-"""What every online learner shares: hyper-parameters as pytree leaves and the logged scan loop.
+"""The learner contract: what every learner shares, on finite and non-finite environments alike.
 
 A learner is bound to one environment and a static configuration (shapes, step counts, the TD
 target) and exposes pure functions over a per-lane ``carry``:
 
-* ``init(key, hp) -> carry`` and ``run(carry, hp, num_logs) -> (carry, logs)``,
-* ``log(carry, hp) -> logs`` for the metrics at the current step.
+* ``init(key, hp) -> carry``;
+* ``run(carry, hp, first, num_logs) -> (carry, logs)``: ``num_logs`` intervals of ``steps_per_log``
+  environment steps, producing log points ``first, ..., first + num_logs - 1``;
+* ``log(carry, hp, index) -> logs``: the metrics at log point ``index`` (0 is the start).
+
+``index``/``first`` are the same for every lane (``jaxq.sweep`` passes them un-batched), so work
+that happens only at some log points -- the greedy evaluation -- is a real branch under ``vmap``,
+not a select that computes both sides.
 
 ``hp`` is a flat dict of scalar hyper-parameters -- the learner's own (gamma, alpha, epsilon, ...)
-and every scalar field of the environment's params (depth, slip, ...) -- so ``jaxq.sweep`` can
-``vmap`` over any of them in one call.
+and every sweepable field of the environment's params (depth, gravity, ...) -- so ``jaxq.sweep``
+can ``vmap`` over any of them in one call. Static env fields (those that set shapes or loop
+lengths) are never hyper-parameters.
+
+Every learner logs, on every environment, the training episodes
+(:class:`~jaxq.learners.episodes.EpisodeStats`: ``train_return``, ``train_length``, ``episodes``,
+``terminations``) and, at chosen log points, the return of ``eval_episodes`` greedy episodes played
+on evaluation env states of their own (``eval_return``, ``eval_length``; NaN between evaluations).
+On finite environments learners may add exact metrics (``error``, ``bias``, ``policy_value``, see
+:mod:`jaxq.learners.exact_metrics`).
 """
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from gymnax.environments import spaces
 
-from jaxq import exact
+from jaxq.envs.core import FiniteEnv, make_params, static_fields, sweepable_fields
+from jaxq.hparams import HParam, HParams, probability_hparam
+from jaxq.learners import episodes
 from jaxq.rng import counter_bits
-from jaxq.types import TabularMDP
-from jaxq.hparams import HParam, HParams, gamma_hparam, positive_hparam, probability_hparam, real_hparam
 from jaxq.validation import check_count
 
 Carry = Any
-
-
-EXPLORATION_HPARAMS = {
-    "epsilon": probability_hparam("epsilon", 0.1, "exploration rate (the start value when decayed)"),
-    "epsilon_final": probability_hparam("epsilon_final", 0.01, "final exploration rate (linear decay)"),
-    "epsilon_decay_steps": positive_hparam("epsilon_decay_steps", 1000.0, "steps of the linear decay"),
-}
-
-
-def epsilon_at(t: jax.Array, hp: HParams, schedule: str) -> jax.Array:
-    """Exploration rate at step ``t``: constant ``epsilon``, or linear
-    ``epsilon + (epsilon_final - epsilon) * min(1, t / epsilon_decay_steps)``."""
-    if schedule == "constant":
-        return hp["epsilon"]
-    fraction = jnp.minimum(1.0, t / hp["epsilon_decay_steps"])
-    return hp["epsilon"] + (hp["epsilon_final"] - hp["epsilon"]) * fraction
-
-
-def env_scalar_fields(env_params: Any) -> dict[str, Any]:
-    """The scalar fields of an environment's params: those ``jaxq.sweep`` can vary."""
-    return {
-        f.name: getattr(env_params, f.name)
-        for f in dataclasses.fields(env_params)
-        if np.ndim(getattr(env_params, f.name)) == 0
-    }
+EVAL_STREAM = 0x4556  # fold-in tag that separates evaluation randomness from training randomness
+EVAL_HPARAMS = {"eval_epsilon": probability_hparam("eval_epsilon", 0.0, "exploration rate of the greedy evaluation")}
 
 
 class OnlineLearner:
-    """Base of learners that interact online with one environment per lane.
+    """Base of learners that interact online with their environment(s), one agent per lane.
 
-    Subclasses set ``hyperparameters`` (name -> :class:`HParam`) and implement ``init``, ``step``
-    (one environment step and update, given per-step randomness) and ``log``.
-    ``steps_per_log`` steps run between two log points; a full run has ``num_logs`` of them.
+    Subclasses set ``hyperparameters`` (name -> :class:`HParam`) and implement ``init``,
+    ``metrics`` (their own log entries), ``policy_values`` (the values the greedy evaluation acts
+    on) and either ``step`` (one environment step and update, given per-step randomness; the base
+    ``advance`` scans it) or ``advance`` itself. Every carry has ``key``, ``t`` and ``episodes``.
+
+    Args:
+        env, env_params: a gymnax environment with discrete actions and its params.
+        steps: environment steps per lane; ``log_every`` divides it.
+        eval_every: environment steps between greedy evaluations, a multiple of ``log_every``
+            (the last log point is always evaluated); 0 switches evaluation off. Default: about 10
+            evaluations per run, or none on a finite environment with exact metrics (which compute
+            the greedy policy's value exactly).
+        eval_episodes: episodes per evaluation and lane (run in parallel).
+        exact_metrics: log ``||Q - Q*||``-type metrics; needs a finite environment (default there).
     """
 
     hyperparameters: dict[str, HParam] = {}
     random_words: int = 2  # uint32 words of per-step randomness given to ``step``
 
-    def __init__(self, env: Any, env_params: Any, steps: int, log_every: int):
+    def __init__(self, env: Any, env_params: Any, steps: int, log_every: int, *,
+                 eval_every: int | None = None, eval_episodes: int = 10, exact_metrics: bool | None = None):
         self.env, self.env_params = env, env_params
+        self.num_actions = discrete_actions(env, env_params)
         self.steps = check_count(steps, "steps")
         self.steps_per_log = check_count(log_every, "log_every")
         if self.steps % self.steps_per_log:
-            raise ValueError(
-                f"steps={steps} is not a multiple of log_every={log_every}; choose a log interval that divides it"
-            )
+            raise ValueError(f"steps={steps} is not a multiple of log_every={log_every}; choose a log "
+                             "interval that divides it")
         self.num_logs = self.steps // self.steps_per_log
+        finite = isinstance(env, FiniteEnv)
+        if exact_metrics and not finite:
+            raise ValueError(f"exact_metrics=True is not allowed on {env.name}: exact metrics need a finite "
+                             "environment with a tabular model (Chain, Branching, GridWorld)")
+        self.exact_metrics = finite if exact_metrics is None else bool(exact_metrics)
+        self.eval_episodes = check_count(eval_episodes, "eval_episodes")
+        self.eval_every = self._eval_interval(eval_every)
+        self.hyperparameters = {**type(self).hyperparameters, **(EVAL_HPARAMS if self.eval_every else {})}
+        self._env_names = self._env_hparam_names()
+
+    def _eval_interval(self, eval_every: int | None) -> int:
+        if eval_every is None:
+            if self.exact_metrics:
+                return 0
+            return self.steps_per_log * max(1, round(self.num_logs / 10))
+        every = check_count(eval_every, "eval_every", minimum=0)
+        if every % self.steps_per_log:
+            raise ValueError(f"eval_every={every} is not a multiple of log_every={self.steps_per_log}; "
+                             "evaluations happen at log points")
+        return every
+
+    def _env_hparam_names(self) -> dict[str, str]:
+        """Sweepable name -> env params field: the field's own name, or ``env_<field>`` when the
+        learner has a hyper-parameter of that name (CartPole's ``tau`` vs a Polyak ``tau``)."""
+        return {(f"env_{name}" if name in self.hyperparameters else name): name
+                for name in sweepable_fields(self.env_params)}
 
     # -- hyper-parameters -------------------------------------------------------------------------
     def defaults(self) -> dict[str, Any]:
         """Every sweepable name with its default: the learner's, then the environment's."""
         learner = {name: h.default for name, h in self.hyperparameters.items()}
-        return {**learner, **env_scalar_fields(self.env_params)}
+        env = {public: getattr(self.env_params, field) for public, field in self._env_names.items()}
+        return {**learner, **env}
 
     def encode(self, name: str, value: Any) -> Any:
-        """Validate one value of hyper-parameter ``name`` and return it as a pytree leaf."""
+        """Validate one value of hyper-parameter ``name`` and return it as a pytree leaf.
+
+        Raises:
+            ValueError: for a value outside the allowed range, a static env field (it sets a shape or
+                a loop length, so it is fixed when the environment is made), or an unknown name.
+        """
         if name in self.hyperparameters:
             return float(self.hyperparameters[name].check(value))
-        if name in env_scalar_fields(self.env_params):
-            if hasattr(self.env, "make_params"):
-                return getattr(self.env.make_params(**{name: value}), name)
-            return value
+        if name in self._env_names:
+            field = self._env_names[name]
+            return getattr(make_params(self.env, **{field: value}), field)
+        if name in static_fields(self.env_params):
+            raise ValueError(f"{name!r} is a static parameter of {self.env.name} (it sets a shape or a loop length) "
+                             f"and cannot be swept; set it when making the environment, e.g. "
+                             f"jaxq.make({self.env.name!r}, {name}=...) or --env-option {name}=...")
         allowed = ", ".join(self.defaults())
-        raise ValueError(f"{name!r} is not a hyper-parameter of this learner/env; allowed: {allowed}")
+        raise ValueError(f"{name!r} is not a hyper-parameter of this learner or of {self.env.name}; "
+                         f"allowed: {allowed}")
 
     def params_for(self, hp: HParams) -> Any:
         """The environment params of one lane: the bound params with swept fields replaced."""
-        fields = env_scalar_fields(self.env_params)
-        return self.env_params.replace(**{k: hp[k] for k in fields if k in hp})
+        return self.env_params.replace(**{field: hp[public] for public, field in self._env_names.items()
+                                          if public in hp})
 
     def static_config(self) -> dict[str, Any]:
         """The learner's static (non-swept) configuration, for reports and checkpoint identity."""
@@ -108,11 +147,10 @@ class OnlineLearner:
             for k, v in vars(self.env).items()
             if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple, np.ndarray))
         }
-        env_arrays = {
-            f.name: np.asarray(getattr(self.env_params, f.name)).tolist()
-            for f in dataclasses.fields(self.env_params)
-            if np.ndim(getattr(self.env_params, f.name)) > 0
-        }
+        env_static.update({name: getattr(self.env_params, name) for name in static_fields(self.env_params)})
+        leaves = set(sweepable_fields(self.env_params))
+        env_arrays = {name: np.asarray(value).tolist() for name, value in vars(self.env_params).items()
+                      if name not in leaves and np.ndim(value) > 0}
         return {
             "learner": type(self).__name__,
             "env": self.env.name,
@@ -120,30 +158,83 @@ class OnlineLearner:
             "env_arrays": env_arrays,
             "steps": self.steps,
             "log_every": self.steps_per_log,
+            "eval_every": self.eval_every,
+            "eval_episodes": self.eval_episodes if self.eval_every else 0,
+            "exact_metrics": self.exact_metrics,
             **self.static_config(),
         }
 
-    # -- the loop ---------------------------------------------------------------------------------
+    # -- what subclasses provide ------------------------------------------------------------------
     def init(self, key: jax.Array, hp: HParams) -> Carry:
         raise NotImplementedError
 
     def step(self, carry: Carry, hp: HParams, bits: jax.Array, env_key: jax.Array) -> Carry:
         raise NotImplementedError
 
-    def log(self, carry: Carry, hp: HParams) -> dict[str, jax.Array]:
+    def metrics(self, carry: Carry, hp: HParams) -> dict[str, jax.Array]:
+        """The learner's own log entries at the current step (exact metrics, losses, ...)."""
+        return {}
+
+    def policy_values(self, carry: Carry, hp: HParams, obs: Any, env_state: Any) -> jax.Array:
+        """``[A]`` action values the greedy policy acts on in ``(obs, env_state)``."""
         raise NotImplementedError
 
-    def run(self, carry: Carry, hp: HParams, num_logs: int) -> tuple[Carry, dict[str, jax.Array]]:
-        """``num_logs`` intervals of ``steps_per_log`` steps, logging after each: logs are ``[num_logs, ...]``."""
+    # -- the loop ---------------------------------------------------------------------------------
+    def advance(self, carry: Carry, hp: HParams, index: jax.Array) -> Carry:
+        """``steps_per_log`` environment steps up to log point ``index``: a scan of :meth:`step` with
+        counter-based randomness."""
         def one_step(c, _):
             bits, env_key = step_randomness(c.key, c.t, self.random_words)
             return self.step(c, hp, bits, env_key), None
 
-        def interval(c, _):
-            c, _ = jax.lax.scan(one_step, c, None, length=self.steps_per_log)
-            return c, self.log(c, hp)
+        return jax.lax.scan(one_step, carry, None, length=self.steps_per_log)[0]
 
-        return jax.lax.scan(interval, carry, None, length=num_logs)
+    def evaluates_at(self, index: jax.Array) -> jax.Array:
+        """Whether log point ``index`` holds a greedy evaluation (every ``eval_every`` steps and at the end)."""
+        every = max(self.eval_every // self.steps_per_log, 1)
+        return jnp.logical_or(index % every == 0, index == self.num_logs)
+
+    def evaluate(self, carry: Carry, hp: HParams, index: jax.Array) -> dict[str, jax.Array]:
+        """``eval_return``, ``eval_length``: means over ``eval_episodes`` greedy episodes on fresh
+        evaluation env states (randomness from the lane key and ``index``, apart from training)."""
+        key = jax.random.fold_in(jax.random.fold_in(carry.key, EVAL_STREAM), index)
+        return episodes.evaluate(self.env, self.params_for(hp),
+                                 lambda obs, state: self.policy_values(carry, hp, obs, state),
+                                 key, self.eval_episodes, hp["eval_epsilon"])
+
+    def log(self, carry: Carry, hp: HParams, index: jax.Array) -> dict[str, jax.Array]:
+        """Every metric at log point ``index``: the learner's own, the training episodes and, where
+        due, the greedy evaluation (NaN elsewhere)."""
+        logs = {**self.metrics(carry, hp), **carry.episodes.logs()}
+        if self.eval_every:
+            nan = {"eval_return": jnp.float32(jnp.nan), "eval_length": jnp.float32(jnp.nan)}
+            logs.update(jax.lax.cond(self.evaluates_at(index), lambda: self.evaluate(carry, hp, index),
+                                     lambda: nan))
+        return logs
+
+    def run(self, carry: Carry, hp: HParams, first: jax.Array, num_logs: int) -> tuple[Carry, dict[str, jax.Array]]:
+        """Log points ``first, ..., first + num_logs - 1``, each after ``steps_per_log`` steps:
+        logs are ``[num_logs, ...]``."""
+        def interval(c, index):
+            c = self.advance(c, hp, index)
+            logs = self.log(c, hp, index)
+            return c.replace(episodes=c.episodes.next_interval()), logs
+
+        indices = jnp.asarray(first, jnp.int32) + jnp.arange(num_logs, dtype=jnp.int32)
+        return jax.lax.scan(interval, carry, indices)
+
+
+def discrete_actions(env: Any, env_params: Any) -> int:
+    """The number of actions of ``env``'s discrete action space.
+
+    Raises:
+        ValueError: if the action space is not discrete.
+    """
+    space = env.action_space(env_params)
+    if not isinstance(space, spaces.Discrete):
+        raise ValueError(f"env={env.name!r} has a {type(space).__name__} action space; jaxq's learners act in "
+                         "discrete action spaces (e.g. LunarLander-v3, not LunarLanderContinuous-v3)")
+    return int(space.n)
 
 
 def step_randomness(key: jax.Array, t: jax.Array, words: int) -> tuple[jax.Array, jax.Array]:
@@ -154,23 +245,3 @@ def step_randomness(key: jax.Array, t: jax.Array, words: int) -> tuple[jax.Array
     """
     blocks = [counter_bits(key, t, stream) for stream in range(1, (words + 1) // 2 + 1)]
     return jnp.concatenate(blocks)[:words], counter_bits(key, t, 0)
-
-
-def value_metrics(mdp: TabularMDP, q: jax.Array, q_star: jax.Array, gamma: jax.Array, *,
-                  bias: bool = True, policy_value: bool = True) -> dict[str, jax.Array]:
-    """What every learner on a finite environment logs about its current ``Q`` (``[S, A]``).
-
-    * ``error = max_{(s, a) scored} |Q(s, a) - Q*(s, a)|`` over valid non-terminal pairs;
-    * ``bias[s] = Q(s, a*) - Q*(s, a*)`` at the optimal action ``a* = argmax Q*(s, .)`` (0 elsewhere);
-    * ``policy_value = sum_s mu0(s) V^pi(s)`` of the greedy policy ``pi = argmax Q``.
-    """
-    scored = mdp.scored[:, None]
-    logs = {"error": jnp.max(jnp.where(scored, jnp.abs(q - q_star), 0.0))}
-    if bias:
-        best = exact.greedy_policy(q_star)[:, None]
-        gap = jnp.take_along_axis(q - q_star, best, axis=1)[:, 0]
-        logs["bias"] = jnp.where(mdp.scored, gap, 0.0)
-    if policy_value:
-        v = exact.policy_value(mdp, exact.greedy_policy(q), gamma)
-        logs["policy_value"] = jnp.dot(mdp.initial, v)
-    return logs

@@ -1,14 +1,35 @@
-"""Epsilon-greedy behaviour from raw random bits (cheap under ``vmap``: no key splitting per step).
+"""Acting: epsilon schedules, epsilon-greedy behaviour from raw random bits, and the successor
+summary every TD target reads (shared by all learners).
 
 One step uses two uint32 words: ``word0`` decides whether to explore (its top 24 bits as a uniform
 in [0, 1)), ``word1`` gives the random action (low 16 bits) and the random tie-break among greedy
-actions (bits 16..30). Bit 31 of ``word1`` is left for learners that need a fair coin.
+actions (bits 16..30). Bit 31 of ``word1`` is left for learners that need a fair coin. Raw bits are
+cheap under ``vmap``: no key is split per step.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+from jaxq import td
+from jaxq.hparams import HParams, positive_hparam, probability_hparam
+
+SCHEDULES = ("constant", "linear")
+EXPLORATION_HPARAMS = {
+    "epsilon": probability_hparam("epsilon", 0.1, "exploration rate (the start value when decayed)"),
+    "epsilon_final": probability_hparam("epsilon_final", 0.01, "final exploration rate (linear decay)"),
+    "epsilon_decay_steps": positive_hparam("epsilon_decay_steps", 1000.0, "steps of the linear decay"),
+}
+
+
+def epsilon_at(t: jax.Array, hp: HParams, schedule: str) -> jax.Array:
+    """Exploration rate at step ``t``: constant ``epsilon``, or linear
+    ``epsilon + (epsilon_final - epsilon) * min(1, t / epsilon_decay_steps)``."""
+    if schedule == "constant":
+        return hp["epsilon"]
+    fraction = jnp.minimum(1.0, t / hp["epsilon_decay_steps"])
+    return hp["epsilon"] + (hp["epsilon_final"] - hp["epsilon"]) * fraction
 
 
 def uniform_from_bits(word: jax.Array) -> jax.Array:
@@ -47,3 +68,17 @@ def epsilon_greedy_probs(q: jax.Array, epsilon: jax.Array) -> jax.Array:
     mask = greedy_mask(q).astype(q.dtype)
     A = q.shape[-1]
     return epsilon / A + (1.0 - epsilon) * mask / jnp.sum(mask, axis=-1, keepdims=True)
+
+
+def successor(q_online: jax.Array, q_target: jax.Array, epsilon: jax.Array, bits: jax.Array,
+              behaviour: jax.Array | None = None) -> td.Bootstrap:
+    """What a TD target may use about ``s'``: both value estimates, the epsilon-greedy distribution
+    of the behaviour values (``q_online`` unless given, e.g. the sum of a double estimator's tables)
+    and the action it draws with ``bits``."""
+    behaviour = q_online if behaviour is None else behaviour
+    return td.Bootstrap(
+        q_online=q_online,
+        q_target=q_target,
+        policy=epsilon_greedy_probs(behaviour, epsilon),
+        action=epsilon_greedy_action(behaviour, epsilon, bits),
+    )

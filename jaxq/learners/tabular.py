@@ -21,21 +21,21 @@ from flax import struct
 
 from jaxq import exact, td
 from jaxq.envs.core import FiniteEnv, env_step
-from jaxq.learners.exploration import coin_from_bits, epsilon_greedy_action, epsilon_greedy_probs
-from jaxq.learners.base import (
+from jaxq.hparams import HParams, gamma_hparam, positive_hparam, real_hparam
+from jaxq.learners.base import OnlineLearner
+from jaxq.learners.episodes import EpisodeStats
+from jaxq.learners.exact_metrics import value_metrics
+from jaxq.learners.exploration import (
     EXPLORATION_HPARAMS,
-    HParams,
-    OnlineLearner,
+    SCHEDULES,
+    coin_from_bits,
     epsilon_at,
-    gamma_hparam,
-    positive_hparam,
-    real_hparam,
-    value_metrics,
+    epsilon_greedy_action,
+    successor,
 )
 from jaxq.validation import check_choice, check_count
 
 STEP_SIZES = ("constant", "inverse_time", "inverse_count")
-SCHEDULES = ("constant", "linear")
 
 
 @struct.dataclass
@@ -53,13 +53,13 @@ class Window:
 class TabularCarry:
     q: jax.Array  # [E, S, A], E = 1 or 2 estimators
     counts: jax.Array  # [E, S, A] updates of each pair in each table (inverse_count only)
-    q_star: jax.Array  # [S, A] exact solution for this lane's MDP and gamma
+    q_star: jax.Array  # [S, A] exact solution for this lane's MDP and gamma; () without exact metrics
     env_state: Any
     action: jax.Array  # action to take in env_state
     window: Window
     key: jax.Array
     t: jax.Array
-    terminations: jax.Array  # episodes that reached a terminal state
+    episodes: EpisodeStats
 
 
 class TabularLearner(OnlineLearner):
@@ -76,7 +76,9 @@ class TabularLearner(OnlineLearner):
         n_steps: length of the n-step return.
         step_size: "constant", "inverse_time" or "inverse_count".
         exploration: epsilon schedule, "constant" or "linear".
-        log_bias, log_policy_value: also log the per-state bias and the greedy policy's value.
+        log_bias, log_policy_value: with exact metrics, also log the per-state bias and the greedy
+            policy's value.
+        eval_every, eval_episodes, exact_metrics: see :class:`~jaxq.learners.base.OnlineLearner`.
     """
 
     hyperparameters = {
@@ -89,10 +91,11 @@ class TabularLearner(OnlineLearner):
     def __init__(self, env: FiniteEnv, env_params: Any, steps: int, log_every: int, *,
                  target: td.TDTarget = td.q_learning, estimators: int = 1, n_steps: int = 1,
                  step_size: str = "inverse_count", exploration: str = "constant",
-                 log_bias: bool = True, log_policy_value: bool = True):
+                 log_bias: bool = True, log_policy_value: bool = True, **contract: Any):
         if not isinstance(env, FiniteEnv):
-            raise ValueError(f"env={env!r} is not allowed; tabular learners need a finite jaxq environment")
-        super().__init__(env, env_params, steps, log_every)
+            raise ValueError(f"env={env.name!r} is not allowed; tabular learners need a finite environment "
+                             "with a tabular model (Chain, Branching, GridWorld)")
+        super().__init__(env, env_params, steps, log_every, **contract)
         if estimators not in (1, 2):
             raise ValueError(f"estimators={estimators!r} is not allowed; use 1 or 2")
         self.target, self.estimators = target, estimators
@@ -124,13 +127,13 @@ class TabularLearner(OnlineLearner):
         return TabularCarry(
             q=q,
             counts=jnp.zeros((self.estimators, S, A), jnp.float32),
-            q_star=exact.q_star(self.env.tabular(params), hp["gamma"]),
+            q_star=exact.q_star(self.env.tabular(params), hp["gamma"]) if self.exact_metrics else (),
             env_state=env_state,
             action=action,
             window=Window(jnp.zeros(n, jnp.int32), jnp.zeros(n, jnp.int32), zeros, zeros, jnp.int32(0)),
             key=key,
             t=jnp.int32(0),
-            terminations=jnp.int32(0),
+            episodes=EpisodeStats.zeros(),
         )
 
     def _alpha(self, hp: HParams, t: jax.Array, count: jax.Array) -> jax.Array:
@@ -156,18 +159,14 @@ class TabularLearner(OnlineLearner):
         # Every value this step reads, in one gather: rows [s', restart state, updated state].
         rows = carry.q[:, jnp.stack([s_next, s_restart, s_upd])]  # [E, 3, A]
         behaviour = rows.sum(0)
-        successor = td.Bootstrap(
-            q_online=rows[e, 0],
-            q_target=rows[(1 - e) if self.estimators == 2 else 0, 0],
-            policy=epsilon_greedy_probs(behaviour[0], epsilon),
-            action=epsilon_greedy_action(behaviour[0], epsilon, bits),
-        )
+        after = successor(rows[e, 0], rows[(1 - e) if self.estimators == 2 else 0, 0], epsilon, bits,
+                          behaviour=behaviour[0])
         discount = gamma * (1.0 - out.terminated)
         if self.n_steps == 1:
-            y, do_update, window = self.target(out.reward, discount, successor), jnp.float32(1.0), w
+            y, do_update, window = self.target(out.reward, discount, after), jnp.float32(1.0), w
         else:
             # A truncated step folds its bootstrap into the reward and cuts the return there.
-            reward = jnp.where(out.truncated, self.target(out.reward, gamma, successor), out.reward)
+            reward = jnp.where(out.truncated, self.target(out.reward, gamma, after), out.reward)
             push = lambda buf, x: jnp.concatenate([buf[1:], x[None].astype(buf.dtype)])  # noqa: E731
             window = Window(
                 states=push(w.states, s), actions=push(w.actions, a), rewards=push(w.rewards, reward),
@@ -175,7 +174,7 @@ class TabularLearner(OnlineLearner):
                 filled=jnp.minimum(w.filled + 1, self.n_steps),
             )
             G, D = td.n_step_return(window.rewards, window.discounts)
-            y = self.target(G, D, successor)
+            y = self.target(G, D, after)
             do_update = (window.filled == self.n_steps).astype(jnp.float32)
 
         counts = carry.counts
@@ -188,18 +187,24 @@ class TabularLearner(OnlineLearner):
             q=q,
             counts=counts,
             env_state=out.state,
-            action=jnp.where(out.done, restart_action, successor.action),
+            action=jnp.where(out.done, restart_action, after.action),
             window=window,
             t=carry.t + 1,
-            terminations=carry.terminations + out.terminated.astype(jnp.int32),
+            episodes=carry.episodes.record(out.reward, out.terminated, out.truncated),
         )
 
-    def log(self, carry: TabularCarry, hp: HParams) -> dict[str, jax.Array]:
-        """:func:`~jaxq.learners.base.value_metrics` of the table (the mean of the estimators)."""
+    def metrics(self, carry: TabularCarry, hp: HParams) -> dict[str, jax.Array]:
+        """With exact metrics: :func:`~jaxq.learners.exact_metrics.value_metrics` of the table (the
+        mean of the estimators)."""
+        if not self.exact_metrics:
+            return {}
         mdp = self.env.tabular(self.params_for(hp))
-        logs = value_metrics(mdp, carry.q.mean(0), carry.q_star, hp["gamma"], bias=self.log_bias,
+        return value_metrics(mdp, carry.q.mean(0), carry.q_star, hp["gamma"], bias=self.log_bias,
                              policy_value=self.log_policy_value)
-        return {**logs, "terminations": carry.terminations}
+
+    def policy_values(self, carry: TabularCarry, hp: HParams, obs: Any, env_state: Any) -> jax.Array:
+        """The row of the summed tables at the state's index."""
+        return carry.q.sum(0)[self.env.state_index(env_state)]
 
 
 VARIANTS: dict[str, dict[str, Any]] = {

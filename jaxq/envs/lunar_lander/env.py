@@ -20,6 +20,7 @@ One environment step (the original's order):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import jax
@@ -31,6 +32,7 @@ from gymnax.environments import environment, spaces
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import kinematics as K
 from jaxq.envs.lunar_lander import physics, solver, terrain
+from jaxq.validation import check_count, check_range
 
 OBS_HIGH = np.array([2.5, 2.5, 10.0, 10.0, 2 * np.pi, 10.0, 1.0, 1.0], np.float32)
 OBS_LOW = np.array([-2.5, -2.5, -10.0, -10.0, -2 * np.pi, -10.0, 0.0, 0.0], np.float32)
@@ -69,6 +71,50 @@ class EnvParams(environment.EnvParams):
     terrain_friction: float = C.TERRAIN_FRICTION
     newton_iterations: int = struct.field(pytree_node=False, default=6)
     position_iterations: int = struct.field(pytree_node=False, default=4)
+
+
+# name -> (low, high, low_open, high_open) for the numeric parameters
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "gravity": (-12.0, 0.0, True, True),
+    "wind_power": (0.0, 20.0, False, False),
+    "turbulence_power": (0.0, 2.0, False, False),
+    "main_engine_power": (0.0, None, False, False),
+    "side_engine_power": (0.0, None, False, False),
+    "initial_random": (0.0, None, False, False),
+    "leg_motor_torque": (0.0, None, True, False),
+    "leg_friction": (0.0, None, False, False),
+    "terrain_friction": (0.0, None, False, False),
+}
+_COUNTS = ("max_steps_in_episode", "newton_iterations", "position_iterations")
+
+
+def make_params(**overrides: Any) -> EnvParams:
+    """Default :class:`EnvParams` with ``overrides`` applied, each checked.
+
+    Raises:
+        ValueError: for an unknown name, or a value outside its range (naming both): gravity in
+            ``(-12, 0)``, wind_power in ``[0, 20]``, turbulence_power in ``[0, 2]``, powers, forces
+            and frictions ``>= 0``, motor torque ``> 0``, iteration counts and the time limit
+            positive integers, enable_wind a bool.
+    """
+    fields = {f.name for f in dataclasses.fields(EnvParams)}
+    values: dict[str, Any] = {}
+    for name, value in overrides.items():
+        if name not in fields:
+            choices = ", ".join(sorted(fields))
+            raise ValueError(f"{name}={value!r} is not a LunarLander parameter; choose from: {choices}")
+        if name == "enable_wind":
+            if not isinstance(value, bool):
+                raise ValueError(f"enable_wind={value!r} is not allowed; enable_wind must be True or False")
+            values[name] = value
+        elif name in _COUNTS:
+            values[name] = check_count(value, name)
+        else:
+            low, high, low_open, high_open = _RANGES[name]
+            check_range(name, value, low, high, low_open=low_open, high_open=high_open)
+            values[name] = float(value)
+    return EnvParams(**values)
+
 
 
 @struct.dataclass
@@ -398,6 +444,10 @@ class LunarLander(environment.Environment[EnvState, EnvParams]):
     @property
     def default_params(self) -> EnvParams:
         return EnvParams()
+
+    def make_params(self, **overrides: Any) -> EnvParams:
+        """Default params with ``overrides`` applied, each validated (see :func:`make_params`)."""
+        return make_params(**overrides)
 
     @property
     def name(self) -> str:
