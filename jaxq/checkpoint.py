@@ -1,84 +1,350 @@
-"""Orbax save/restore of whole sweep states, with integrity and identity checks.
+"""Checkpoint folders: orbax steps that survive crashes and corruption, checked by cheap checksums.
 
-A checkpoint holds a pytree of arrays and a JSON ``meta`` dict. Two guards make restoring safe:
+A checkpoint folder belongs to one run and holds:
 
-* ``meta["fingerprint"]`` identifies the run that wrote it (the sweep's full configuration); a
-  restore with a different fingerprint raises instead of silently continuing another experiment;
-* ``meta["sha256"]`` is a digest of every array's dtype, shape and bytes at save time; a restore
-  whose arrays do not hash to it (a truncated or edited file) raises.
+* ``run.json``: the run's identity (a fingerprint and the configuration it hashes), written when
+  the run starts. A folder without it that is not empty holds something else and is refused; a
+  resume whose configuration differs is refused, naming what changed;
+* ``<step>/``: orbax steps, each a JSON ``meta`` and, when there is one, a pytree ``state`` of arrays.
+  orbax writes a step into a temporary folder and renames it once complete, so a crash during a save
+  leaves every older step as it was; the newest :data:`KEEP` steps are kept. Saves are asynchronous:
+  :meth:`Folder.save` returns once the arrays are on the host (orbax copies device arrays before it
+  returns, so the caller may donate them afterwards) and the files are written in the background;
+* ``finished/<name>.npz``: arrays written once (to a temporary file that is renamed) and listed,
+  with their checksums, in ``meta["finished"]`` of every later step;
+* ``rejected/<step>/``: steps found unusable on a resume, moved aside (kept for inspection).
+
+Integrity: ``meta["checksums"]`` holds a :func:`checksum` of every array, computed where the array
+lives (one pass over memory, no host copy of a device state). A restore recomputes them; a step
+whose arrays, meta or finished files cannot be read or do not match is reported (which step, why)
+and the next older one is tried. Only when no step is usable is it an error.
 """
 
 from __future__ import annotations
 
-import hashlib
+import json
+import math
 import os
+import shutil
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
+
+KEEP = 3  # newest steps kept: the latest and two to fall back on
+IDENTITY = "run.json"
+FINISHED = "finished"
+REJECTED = "rejected"
 
 
-def digest(tree: Any) -> str:
-    """SHA-256 over the tree structure and every leaf's dtype, shape and bytes."""
-    h = hashlib.sha256(str(jax.tree.structure(tree)).encode())
-    for leaf in jax.tree.leaves(tree):
-        arr = np.ascontiguousarray(np.asarray(leaf))
-        h.update(f"{arr.dtype}{arr.shape}".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+class CheckpointWarning(UserWarning):
+    """A checkpoint step was skipped on resume (it cannot be read or does not match its checksums)."""
 
 
-def _manager(directory: str | os.PathLike) -> ocp.CheckpointManager:
-    path = Path(directory).absolute()
-    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+# -- checksums ---------------------------------------------------------------------------------------
+_GOLDEN = np.uint32(0x9E3779B1)
+_BLOCK = 1 << 18  # words per NumPy block: temporaries stay in the cache
 
 
-def save(directory: str | os.PathLike, step: int, state: Any, meta: dict[str, Any]) -> None:
-    """Write ``state`` (a pytree of arrays) and ``meta`` as checkpoint ``step`` under ``directory``."""
-    state = jax.device_get(state)
-    meta = {**meta, "sha256": digest(state)}
-    with _manager(directory) as manager:
-        manager.save(step, args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-        manager.wait_until_finished()
+def _mixed(words: Any, keys: Any) -> Any:
+    """``fmix(w ^ k)`` for uint32 words and position keys, NumPy or JAX arrays alike (uint32 arithmetic
+    wraps): MurmurHash3's 32-bit finaliser, a bijection that mixes every input bit."""
+    h = words ^ keys
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
 
 
-def latest_step(directory: str | os.PathLike) -> int | None:
-    """The newest complete checkpoint step in ``directory``, or None."""
-    if not Path(directory).exists():
-        return None
-    with _manager(directory) as manager:
-        return manager.latest_step()
+def _host_sum(x: np.ndarray, offset: int = 0) -> np.uint32:
+    """``sum_i fmix(w_i ^ (offset + i) * golden)`` over the uint32 words ``w_i`` of a host array, in
+    cache-sized blocks of a view (no copy of ``x``)."""
+    flat = np.ascontiguousarray(x).reshape(-1)
+    size = flat.dtype.itemsize
+    if flat.dtype == np.bool_ or size in (1, 2):
+        flat = flat.view({1: np.uint8, 2: np.uint16}[size])
+    elif size % 4 == 0:
+        flat = flat.view(np.uint32)
+    else:
+        raise ValueError(f"cannot checksum arrays of dtype {x.dtype}")
+    steps = np.arange(_BLOCK, dtype=np.uint32) * _GOLDEN
+    total = 0
+    for a in range(0, flat.size, _BLOCK):
+        words = flat[a:a + _BLOCK].astype(np.uint32, copy=False)
+        keys = steps[: words.size] + np.uint32(((offset + a) * int(_GOLDEN)) % 2**32)
+        total += int(_mixed(words, keys).sum(dtype=np.uint32))
+    return np.uint32(total % 2**32)
 
 
-def restore(directory: str | os.PathLike, like: Any, fingerprint: str,
-            step: int | None = None) -> tuple[Any, dict[str, Any]]:
-    """Load checkpoint ``step`` (default: the latest) shaped like the pytree ``like``.
+@jax.jit
+def _device_sum(x: jax.Array, offset: jax.Array) -> jax.Array:
+    """:func:`_host_sum` of one device's shard (on that device; no host copy)."""
+    if x.dtype == jnp.bool_:
+        words = x.astype(jnp.uint32)
+    else:
+        unsigned = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}[np.dtype(x.dtype).itemsize]
+        words = jax.lax.bitcast_convert_type(x, unsigned).astype(jnp.uint32)
+    index = jnp.zeros(words.shape, jnp.uint32)
+    stride = 1
+    for axis in reversed(range(words.ndim)):
+        index = index + jax.lax.broadcasted_iota(jnp.uint32, words.shape, axis) * np.uint32(stride % 2**32)
+        stride *= words.shape[axis]
+    return _mixed(words, (index + offset) * _GOLDEN).sum(dtype=jnp.uint32)
+
+
+def _array_sum(x: jax.Array) -> np.uint32:
+    """This process's part of a global array's sum: its shards (one replica each), split along the
+    first axis only, each at its position in the whole array (on CPU devices through a NumPy view)."""
+    row = math.prod(x.shape[1:])
+    total = 0
+    for shard in x.addressable_shards:
+        if shard.replica_id != 0:
+            continue
+        if any(s != slice(None) and (s.start, s.stop) != (0, n) for s, n in zip(shard.index[1:], x.shape[1:])):
+            raise ValueError("checksums need arrays split along their first axis only")
+        offset = (shard.index[0].start or 0) * row if shard.index else 0
+        if shard.device.platform == "cpu":
+            total += int(_host_sum(np.asarray(shard.data), offset))
+        else:
+            total += int(_device_sum(shard.data, np.uint32(offset % 2**32)))
+    return np.uint32(total % 2**32)
+
+
+def checksum(tree: Any) -> dict[str, str]:
+    """``{path: 8 hex digits}`` for every array leaf of ``tree``: ``sum_i fmix(w_i ^ i * golden)``
+    (mod 2^32) over its uint32 words ``w_i`` at their row-major positions ``i``.
+
+    The sum does not depend on the order it is taken in, so it is computed where the data lives --
+    host arrays in cache-sized blocks, device arrays shard by shard on their devices (CPU devices
+    through NumPy views), every process its own shards, added up -- without a host copy of the state,
+    and gives the same bits for any sharding, process count or backend. Any one changed word changes
+    it (``fmix`` is a bijection); independent changes go unnoticed with probability 2^-32 per array.
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    sums = np.asarray([_array_sum(x) if isinstance(x, jax.Array) else _host_sum(np.asarray(x)) for _, x in leaves],
+                      dtype=np.uint32)
+    distributed = [i for i, (_, x) in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable]
+    if distributed:  # add up the other processes' shards
+        parts = multihost_utils.process_allgather(sums[distributed])
+        sums[distributed] = np.sum(parts, axis=0, dtype=np.uint32)
+    return {jax.tree_util.keystr(path): f"{int(s):08x}" for (path, _), s in zip(leaves, sums)}
+
+
+# -- identity ------------------------------------------------------------------------------------------
+def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(config, dict) and config:
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            out.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: config}
+
+
+def changes(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two configurations: ``"axes.gamma: [0.9] -> [0.95]"``."""
+    a, b = _flat(normalised(saved)), _flat(normalised(now))
+    missing = object()
+    return [f"{key}: {a.get(key, '(absent)')} -> {b.get(key, '(absent)')}"
+            for key in sorted(set(a) | set(b)) if a.get(key, missing) != b.get(key, missing)]
+
+
+def normalised(config: Any) -> Any:
+    """``config`` as JSON would give it back (tuples as lists, other objects by their repr)."""
+    return json.loads(json.dumps(config, sort_keys=True, default=repr))
+
+
+# -- the folder --------------------------------------------------------------------------------------
+@dataclass
+class Restored:
+    """A usable step: its number, its meta, its arrays (None if it had none) and its finished arrays
+    (``meta["finished"]`` order)."""
+
+    step: int
+    meta: dict[str, Any]
+    state: Any
+    finished: list[dict[str, np.ndarray]]
+
+
+def _primary() -> bool:
+    return jax.process_index() == 0
+
+
+def _barrier(name: str) -> None:
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+def _fsync_write(path: Path, write: Callable[[Any], None]) -> None:
+    """Write a file atomically: into a temporary sibling, flushed to disk, then renamed."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Folder:
+    """The checkpoint folder of one run.
+
+    Args:
+        directory: the folder (created if missing).
+        identity: ``{"fingerprint": str, "config": dict}`` of the run.
+        resume: continue the run saved there; otherwise the folder must be new or empty.
 
     Raises:
-        FileNotFoundError: no checkpoint in ``directory``.
-        ValueError: the checkpoint belongs to another run (fingerprint), does not have the structure
-            of ``like``, or its arrays do not match their saved digest (corruption).
+        ValueError: ``resume`` without a folder; a folder that holds something other than a jaxq
+            checkpoint; a fresh run in a folder that already holds one; a resume whose
+            configuration differs from the saved one (naming what changed).
     """
-    step = latest_step(directory) if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}")
-    with _manager(directory) as manager:
-        meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-        if meta.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"the checkpoint in {directory} was written by a different run; its configuration "
-                f"does not match this one (written: {meta.get('fingerprint')}; now: {fingerprint})"
-            )
-        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), like)
-        try:
-            state = manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(target))).state
-        except Exception as error:  # orbax raises many kinds for damaged files
-            raise ValueError(f"checkpoint step {step} in {directory} cannot be read: {error}") from error
-    state = jax.tree.map(np.asarray, state)
-    if digest(state) != meta.get("sha256"):
-        raise ValueError(f"checkpoint step {step} in {directory} is corrupt: its arrays do not match their digest")
-    return state, meta
+
+    def __init__(self, directory: str | os.PathLike, identity: dict[str, Any], *, resume: bool):
+        self.path = Path(directory).absolute()
+        self.identity = {"fingerprint": identity["fingerprint"], "config": normalised(identity["config"])}
+        marker = self.path / IDENTITY
+        if resume:
+            if not self.path.is_dir():
+                raise ValueError(f"resume=True but there is no checkpoint folder {self.path}; start the run "
+                                 "without resume first (or check the path)")
+            if not marker.is_file():
+                what = "holds something else" if any(self.path.iterdir()) else "is empty"
+                raise ValueError(f"{self.path} {what}: it has no {IDENTITY}, so it is not a jaxq checkpoint "
+                                 "folder; resume needs the folder a checkpointed run wrote")
+            saved = json.loads(marker.read_text())
+            if saved.get("fingerprint") != self.identity["fingerprint"]:
+                changed = changes(saved.get("config", {}), self.identity["config"]) or ["(fingerprint only)"]
+                raise ValueError(f"the checkpoint in {self.path} was written by a different run; resuming with a "
+                                 "changed configuration is refused. Changed: " + "; ".join(changed))
+        elif self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+            if marker.is_file():
+                raise ValueError(f"{self.path} already holds a checkpoint; resume it (resume=True, --resume) or "
+                                 "choose another folder")
+            raise ValueError(f"{self.path} holds something else (no {IDENTITY}); a checkpoint needs a new or "
+                             "empty folder")
+        _barrier("jaxq-checkpoint-checked")
+        if _primary():
+            (self.path / FINISHED).mkdir(parents=True, exist_ok=True)
+            if not resume:
+                _fsync_write(marker, lambda f: f.write(json.dumps(self.identity, indent=1).encode()))
+            for leftover in (self.path / FINISHED).glob(".*.tmp"):
+                leftover.unlink()
+        _barrier("jaxq-checkpoint-ready")
+        self._manager: ocp.CheckpointManager | None = None
+
+    def _open_manager(self) -> ocp.CheckpointManager:
+        return ocp.CheckpointManager(
+            self.path,
+            item_handlers={"state": ocp.PyTreeCheckpointHandler(use_compression=False),
+                           "meta": ocp.JsonCheckpointHandler()},
+            options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=True,
+                                                 cleanup_tmp_directories=True),
+        )
+
+    @property
+    def manager(self) -> ocp.CheckpointManager:
+        if self._manager is None:
+            self._manager = self._open_manager()
+        return self._manager
+
+    # -- saving ------------------------------------------------------------------------------------
+    def save(self, step: int, state: Any | None, meta: dict[str, Any]) -> None:
+        """Start saving checkpoint ``step``: ``state`` (a pytree of device or host arrays, or None) and
+        ``meta`` (JSON-ready). Returns once the arrays are copied to the host; the files are written
+        in the background (a later save or :meth:`close` waits for them)."""
+        meta = {**meta, "fingerprint": self.identity["fingerprint"], "arrays": state is not None,
+                "checksums": checksum(state) if state is not None else {}}
+        items = {"meta": ocp.args.JsonSave(meta)}
+        if state is not None:
+            items["state"] = ocp.args.PyTreeSave(state)
+        self.manager.save(step, args=ocp.args.Composite(**items))
+
+    def write_finished(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Write ``arrays`` once as ``finished/<name>.npz`` (on the primary process) and return the entry
+        to list in ``meta["finished"]``: ``{"name", "checksums"}``."""
+        entry = {"name": name, "checksums": checksum(arrays)}
+        if _primary():
+            _fsync_write(self.path / FINISHED / f"{name}.npz", lambda f: np.savez(f, **arrays))
+        return entry
+
+    def _read_finished(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
+        with np.load(self.path / FINISHED / f"{entry['name']}.npz") as data:
+            arrays = {k: data[k] for k in data.files}
+        if checksum(arrays) != entry["checksums"]:
+            raise ValueError(f"finished/{entry['name']}.npz does not match its checksums")
+        return arrays
+
+    def close(self) -> None:
+        """Wait for the last save to be written and release the manager."""
+        if self._manager is not None:
+            self._manager.wait_until_finished()
+            self._manager.close()
+            self._manager = None
+
+    # -- restoring ---------------------------------------------------------------------------------
+    def restore(self, target_of: Callable[[dict[str, Any]], Any]) -> Restored | None:
+        """The newest usable step, or None if no step is complete yet.
+
+        ``target_of(meta)`` gives the expected state as a pytree of ``jax.ShapeDtypeStruct`` (with a
+        ``sharding`` to restore a leaf straight onto devices, without one to get a NumPy array).
+        Unusable steps newer than the one returned are reported with a :class:`CheckpointWarning`
+        and moved to ``rejected/``, so that the run's next saves can take their numbers.
+
+        Raises:
+            ValueError: if there are steps and none is usable (listing each one's reason).
+        """
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        reasons: list[str] = []
+        found = None
+        for step in steps:
+            try:
+                found = self._restore_step(step, target_of)
+                break
+            except Exception as error:  # orbax, tensorstore and NumPy raise many kinds for damaged files
+                reason = f"checkpoint step {step} in {self.path} is unusable: {type(error).__name__}: {error}"
+                reasons.append(reason)
+                warnings.warn(reason + ("; trying an older step" if step != steps[-1] else ""),
+                              CheckpointWarning, stacklevel=2)
+        if steps and found is None:
+            raise ValueError("no usable checkpoint step; " + " | ".join(reasons))
+        rejected = [s for s in steps if found is None or s > found.step]
+        if rejected:
+            self.close()
+            _barrier("jaxq-checkpoint-reject")
+            if _primary():
+                for step in rejected:
+                    destination = self.path / REJECTED / str(step)
+                    shutil.rmtree(destination, ignore_errors=True)
+                    destination.parent.mkdir(exist_ok=True)
+                    os.replace(self.path / str(step), destination)
+            _barrier("jaxq-checkpoint-rejected")
+        return found
+
+    def _restore_step(self, step: int, target_of: Callable[[dict[str, Any]], Any]) -> Restored:
+        meta = self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        if meta.get("fingerprint") != self.identity["fingerprint"]:
+            raise ValueError("it was written by a different run (fingerprint)")
+        state = None
+        if meta["arrays"]:
+            target = target_of(meta)
+            args = jax.tree.map(
+                lambda s: (ocp.ArrayRestoreArgs(sharding=s.sharding, global_shape=s.shape, dtype=s.dtype)
+                           if s.sharding is not None else ocp.RestoreArgs(restore_type=np.ndarray, dtype=s.dtype)),
+                target)
+            state = self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(item=target, restore_args=args))).state
+            for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(target)):
+                if tuple(got.shape) != tuple(want.shape):
+                    raise ValueError(f"array {jax.tree_util.keystr(path)} has shape {tuple(got.shape)}, "
+                                     f"expected {tuple(want.shape)}")
+            if checksum(state) != meta["checksums"]:
+                bad = [k for k, v in checksum(state).items() if meta["checksums"].get(k) != v]
+                raise ValueError(f"its arrays do not match their checksums ({', '.join(bad)})")
+        finished = [self._read_finished(entry) for entry in meta.get("finished", [])]
+        return Restored(step=step, meta=meta, state=state, finished=finished)

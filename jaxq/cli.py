@@ -54,19 +54,23 @@ def default_log_every(steps: int, points: int = 100) -> int:
 
 
 class _Progress:
-    """Progress lines on stderr once a run has lasted a couple of seconds."""
+    """Progress lines on stderr once a run has lasted a couple of seconds (the chunk it is on, when
+    the lanes run in several)."""
 
     def __init__(self, steps_total: float):
         self.steps_total, self.start = steps_total, time.perf_counter()
 
-    def __call__(self, fraction: float, run_s: float) -> None:
+    def __call__(self, status: Any) -> None:
         elapsed = time.perf_counter() - self.start
+        fraction = status.fraction
         if elapsed < 2.0 and fraction < 1.0:
             return
-        rate = fraction * self.steps_total / max(run_s, 1e-9)
-        eta = run_s * (1 - fraction) / max(fraction, 1e-9)
+        done_here = fraction - status.start_fraction  # work restored from a checkpoint does not count
+        rate = done_here * self.steps_total / max(status.run_s, 1e-9)
+        eta = status.run_s * (1 - fraction) / max(done_here, 1e-9)
+        chunk = f"  chunk {status.chunk}/{status.chunks}" if status.chunks > 1 else ""
         end = "\n" if fraction >= 1.0 or not sys.stderr.isatty() else ""
-        print(f"\r[jaxq] {fraction:6.1%}  {rate / 1e6:8.2f} M env steps/s  eta {eta:6.1f} s",
+        print(f"\r[jaxq] {fraction:6.1%}{chunk}  {rate / 1e6:8.2f} M env steps/s  eta {eta:6.1f} s",
               end=end, file=sys.stderr, flush=True)
 
 
@@ -95,10 +99,35 @@ def _sweep_parser(prog: str, *, add_help: bool = True) -> argparse.ArgumentParse
                         "depth=4 / branching=3 (complete Branching tree), newton_iterations=8 (LunarLander)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/sweep-ENV-LEARNER)")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
-                   help="save the whole sweep state every K environment steps (to OUT/checkpoint)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in OUT/checkpoint")
-    p.add_argument("--max-lanes", type=int, help="most lanes per compiled call (default: fit 2 GiB)")
+                   help="save the sweep state every K environment steps, any K >= 1 (saves land on log points: "
+                        "every max(1, K // log-every) of them); default with --checkpoint-dir: about 10 saves per chunk")
+    p.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
+                   help="checkpoint folder, e.g. on a mounted drive (default: OUT/checkpoint)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest usable checkpoint (on any device "
+                   "count, backend or chunk size)")
+    p.add_argument("--max-lanes", type=int, help="most lanes per compiled call (default: what fits the memory budget)")
+    _add_distributed_flags(p)
     return p
+
+
+def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("several processes (JAX's distributed runtime; run the same command in each)")
+    group.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0's coordinator")
+    group.add_argument("--num-processes", type=int, metavar="N", help="number of processes")
+    group.add_argument("--process-id", type=int, metavar="I", help="index of this process, 0 .. N-1")
+    group.add_argument("--distributed", action="store_true", help="join the cluster JAX detects by itself "
+                       "(Cloud TPU pod slice, Slurm, Open MPI)")
+
+
+def _join_processes(argv: Sequence[str]) -> None:
+    """Start JAX's distributed runtime when the command line asks for it (before JAX does anything)."""
+    p = argparse.ArgumentParser(add_help=False)
+    _add_distributed_flags(p)
+    args, _ = p.parse_known_args(argv)
+    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+        from jaxq.distributed import initialize
+
+        initialize(args.coordinator, args.num_processes, args.process_id)
 
 
 def _flag(name: str) -> str:
@@ -227,7 +256,22 @@ def _print_rows(summary: dict[str, Any], result: Any) -> None:
         print(f"{label:40s} " + "  ".join(parts))
 
 
+def _checkpoint_dir(args: argparse.Namespace, out: Path) -> str | None:
+    """``--checkpoint-dir``, else ``OUT/checkpoint`` when checkpoints are asked for; ``--resume`` needs the
+    folder to exist."""
+    if args.checkpoint_dir is None and args.checkpoint_every is None and not args.resume:
+        return None
+    folder = args.checkpoint_dir or out / "checkpoint"
+    if args.resume and not folder.is_dir():
+        raise ValueError(f"--resume: there is no checkpoint folder {folder}; run without --resume first, or give "
+                         "--checkpoint-dir / --out of the run to continue")
+    return str(folder)
+
+
 def cmd_sweep(argv: Sequence[str]) -> int:
+    _join_processes(argv)
+    import jax
+
     from jaxq import outputs
     from jaxq.sweep import sweep
     from jaxq.validation import check_count
@@ -239,12 +283,14 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     n_points = 1
     for values in axes.values():
         n_points *= len(values)
+    primary = jax.process_index() == 0
     result = sweep(
         learner, axes, seeds, seed=args.seed, max_lanes=args.max_lanes,
-        progress=_Progress(n_points * seeds * learner.steps),
-        checkpoint_dir=str(out / "checkpoint") if (args.checkpoint_every or args.resume) else None,
-        checkpoint_every=args.checkpoint_every, resume=args.resume,
+        progress=_Progress(n_points * seeds * learner.steps) if primary else None,
+        checkpoint_dir=_checkpoint_dir(args, out), checkpoint_every=args.checkpoint_every, resume=args.resume,
     )
+    if not primary:  # every process holds the whole result; process 0 writes it
+        return 0
     title = f"{env.name}, {name}, {args.steps} steps, {seeds} seeds per point"
     summary = outputs.write_sweep(result, out, title=title, extra={
         "command": "jaxq sweep " + " ".join(argv), "env": env.name, "learner": name})

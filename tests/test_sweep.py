@@ -1,4 +1,5 @@
-"""The one-call sweep: named axes, independent lanes, chunking, sharding, checkpoints, bad input."""
+"""The one-call sweep in stages -- plan (grid, layout, segments, pieces), compile, run -- and results
+that do not depend on how lanes and time are split."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +8,7 @@ import pytest
 
 import jaxq
 from jaxq.learners import make_learner
-from jaxq.sweep import sweep
+from jaxq.sweep import (Piece, chunk_rows, plan_layout, plan_pieces, plan_segment, segment_ends, sweep)
 
 AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
 
@@ -23,13 +24,18 @@ def reference(learner):
     return sweep(learner, AXES, seeds=4, seed=3)
 
 
+def identical(a, b):
+    return all(np.array_equal(a.logs[k], b.logs[k], equal_nan=True) for k in a.logs) and set(a.logs) == set(b.logs)
+
+
 def test_results_carry_named_axes(reference):
     assert reference.axes == ["depth", "gamma", "seed", "t"]
     assert reference.coords["depth"] == [2, 5] and reference.coords["t"] == list(range(0, 601, 100))
     assert reference.logs["error"].shape == (2, 2, 4, 7)
     assert reference.logs["bias"].shape == (2, 2, 4, 7, 6)
     assert reference.timing["lanes"] == 16 and reference.timing["env_steps"] == 16 * 600
-    assert reference.timing["devices"] == jax.device_count()
+    assert reference.timing["devices"] == jax.device_count() and reference.timing["processes"] == 1
+    assert reference.timing["saves"] == 0 and reference.timing["resumed_step"] is None
 
 
 def test_lanes_are_independent(reference):
@@ -51,58 +57,75 @@ def test_lane_equals_a_single_run_with_its_key(learner, reference):
             np.testing.assert_allclose(reference.logs["error"][d, g, s], single, rtol=1e-6, atol=1e-7)
 
 
-def test_chunks_and_blocks_do_not_change_results(learner, reference):
-    for options in ({"max_lanes": 4}, {"block_lanes": 1}, {"segments": 6}, {"max_lanes": 6, "block_lanes": 3}):
-        other = sweep(learner, AXES, seeds=4, seed=3, **options)
-        for name in reference.logs:
-            np.testing.assert_allclose(other.logs[name], reference.logs[name], rtol=1e-6, atol=1e-6, err_msg=str(options))
-    assert sweep(learner, AXES, seeds=4, seed=3, max_lanes=4).timing["chunks"] == 4
+@pytest.mark.parametrize("options", [{"max_lanes": 4}, {"segments": 6}, {"max_lanes": 6, "block_lanes": 3},
+                                     {"block_lanes": 2}])
+def test_chunks_blocks_and_segments_give_identical_bits(learner, reference, options):
+    other = sweep(learner, AXES, seeds=4, seed=3, **options)
+    assert identical(other, reference), options
+    if "max_lanes" in options:
+        assert other.timing["chunks"] > 1
 
 
-class _Interrupt(Exception):
-    pass
-
-
-def _interrupt_after(calls):
-    count = {"n": 0}
-
-    def progress(fraction, seconds):
-        count["n"] += 1
-        if count["n"] == calls:
-            raise _Interrupt
-
-    return progress
-
-
-@pytest.mark.parametrize("interrupt_at", [2, 5])  # inside the first chunk; inside the second
-def test_resume_after_interruption_equals_an_uninterrupted_run(learner, reference, tmp_path, interrupt_at):
-    options = dict(seeds=4, seed=3, max_lanes=8, checkpoint_dir=str(tmp_path), checkpoint_every=200)
-    with pytest.raises(_Interrupt):
-        sweep(learner, AXES, progress=_interrupt_after(interrupt_at), **options)
-    resumed = sweep(learner, AXES, resume=True, **options)
+def test_blocks_of_one_lane_agree_to_rounding(learner, reference):
+    """A batch of one compiles to other kernels (matrix-vector products): equal up to the last bits."""
+    other = sweep(learner, AXES, seeds=4, seed=3, block_lanes=1)
     for name in reference.logs:
-        np.testing.assert_allclose(resumed.logs[name], reference.logs[name], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(other.logs[name], reference.logs[name], rtol=1e-6, atol=1e-6)
 
 
-def test_checkpoints_of_another_run_or_corrupt_ones_are_refused(learner, tmp_path):
-    options = dict(seeds=2, checkpoint_dir=str(tmp_path), checkpoint_every=300)
-    with pytest.raises(_Interrupt):
-        sweep(learner, AXES, progress=_interrupt_after(1), **options)
-    with pytest.raises(ValueError, match="already holds a checkpoint"):
-        sweep(learner, AXES, **options)
-    with pytest.raises(ValueError, match="written by a different run"):
-        sweep(learner, {"depth": [2, 5], "gamma": [0.9, 0.95]}, resume=True, **options)
-    # Flip bytes in the largest array file of the checkpoint.
-    files = [p for p in tmp_path.rglob("*") if p.is_file() and "state" in p.parts]
-    victim = max(files, key=lambda p: p.stat().st_size)
-    data = bytearray(victim.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    data[len(data) // 2 + 1] ^= 0xFF
-    victim.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match="corrupt|cannot be read"):
-        sweep(learner, AXES, resume=True, **options)
+def test_progress_says_which_chunk(learner):
+    seen = []
+    sweep(learner, AXES, seeds=4, seed=3, max_lanes=4, segments=3, progress=seen.append)
+    assert [(p.chunk, p.log_point) for p in seen] == [(c, t) for c in (1, 2, 3, 4) for t in (2, 4, 6)]
+    assert {p.chunks for p in seen} == {4}
+    fractions = [p.fraction for p in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and seen[0].fraction == pytest.approx(1 / 12)
 
 
+# -- plan, without compiling ----------------------------------------------------------------------
+def test_plan_layout_fits_the_budget_and_the_devices():
+    layout = plan_layout(1000, lane_bytes=1000, carry_bytes=100, devices=2, backend="cpu", memory_budget=100_000)
+    assert layout.chunk <= 100 and layout.chunk % 2 == 0 and layout.block >= 2
+    assert plan_layout(1000, 1000, 100, 2, "cpu", max_lanes=64).chunk <= 64
+    few = plan_layout(3, 1000, 100, 8, "cpu")  # fewer lanes than devices: still 2 lanes per block
+    assert (few.block, few.blocks, few.chunk) == (2, 1, 16)
+    gpu = plan_layout(4096, 1000, 100, 2, "gpu")  # one block of every lane of a device
+    assert (gpu.block, gpu.blocks, gpu.chunk) == (2048, 1, 4096)
+    tight = plan_layout(1000, 1000, 100, 4, "cpu", max_lanes=4)  # the budget wins over the 2-lane block
+    assert tight.chunk == 4
+    with pytest.raises(ValueError, match="less than one lane needs"):
+        plan_layout(10, lane_bytes=10_000, carry_bytes=9_000, devices=1, backend="cpu", memory_budget=5_000)
+
+
+def test_plan_segment_takes_any_checkpoint_interval():
+    assert plan_segment(100, 4000, checkpoint_every=50_000) == 12  # saves every 48 000 steps
+    assert plan_segment(100, 4000, checkpoint_every=100) == 1  # shorter than a log interval: every log point
+    assert plan_segment(100, 4000, checkpoint_every=10**9) == 100
+    assert plan_segment(100, 4000) == 10
+    assert plan_segment(100, 4000, segments=3) == 25  # the divisor of 100 closest to 100 / 3
+    with pytest.raises(ValueError, match="give one"):
+        plan_segment(100, 4000, checkpoint_every=8000, segments=3)
+
+
+def test_segment_ends_land_on_multiples_of_the_length():
+    assert segment_ends(1, 10, 3) == [3, 6, 9, 10]  # fresh: log point 0 done
+    assert segment_ends(5, 10, 3) == [6, 9, 10]  # resumed after log point 4
+    assert segment_ends(4, 10, 3) == [6, 9, 10]
+    assert segment_ends(11, 10, 3) == []
+
+
+def test_plan_pieces_splits_restored_lanes_into_chunks():
+    carry = {"x": np.arange(10) + 4}
+    pieces = plan_pieces(20, 4, [Piece(4, 14, 3, carry)])
+    assert [(p.start, p.stop, p.logged) for p in pieces] == [(4, 8, 3), (8, 12, 3), (12, 14, 3), (14, 18, 0),
+                                                               (18, 20, 0)]
+    for p in pieces[:3]:
+        np.testing.assert_array_equal(p.carry["x"], np.arange(p.start, p.stop))
+    assert [(p.start, p.stop) for p in plan_pieces(10, 4, [], done=4)] == [(4, 8), (8, 10)]
+    np.testing.assert_array_equal(chunk_rows(3, 8), [0, 1, 2, 0, 0, 0, 0, 0])
+
+
+# -- bad input -------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     "axes, seeds, message",
     [
@@ -124,3 +147,28 @@ def test_bad_sweeps_fail_before_compiling(learner, axes, seeds, message, monkeyp
     with pytest.raises(ValueError) as error:
         sweep(learner, axes, seeds=seeds)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"max_lanes": 0}, "max_lanes=0 is not allowed"),
+        ({"block_lanes": 0}, "block_lanes=0 is not allowed"),
+        ({"checkpoint_every": 0, "checkpoint_dir": "{tmp}/c"}, "checkpoint_every=0 is not allowed"),
+        ({"resume": True}, "resume=True needs a checkpoint folder"),
+        ({"checkpoint_every": 100}, "checkpoint_every=100 needs a checkpoint folder"),
+        ({"resume": True, "checkpoint_dir": "{tmp}/missing"}, "there is no checkpoint folder"),
+        ({"resume": True, "checkpoint_dir": "{tmp}/other"}, "holds something else"),
+        ({"checkpoint_dir": "{tmp}/other"}, "holds something else"),
+        ({"resume": True, "checkpoint_dir": "{tmp}/empty"}, "is empty"),
+    ],
+)
+def test_bad_runs_fail_before_compiling(learner, options, message, tmp_path, monkeypatch):
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a checkpoint")
+    (tmp_path / "empty").mkdir()
+    options = {k: v.format(tmp=tmp_path) if isinstance(v, str) else v for k, v in options.items()}
+    monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled before validating"))
+    with pytest.raises(ValueError, match=message):
+        sweep(learner, AXES, seeds=2, **options)
+    assert (tmp_path / "other" / "notes.txt").read_text() == "not a checkpoint"

@@ -1,0 +1,142 @@
+"""Checkpoints: checksums, bit-identical resumes (any chunk size or interval), recovery from a corrupt
+latest step, and refusals (another run's folder, a changed configuration)."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+import jaxq
+from jaxq import checkpoint
+from jaxq.learners import make_learner
+from jaxq.sweep import sweep
+
+AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
+RUN = dict(seeds=4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def learner():
+    env, params = jaxq.make("Chain", depth=5, max_depth=5)
+    return make_learner("q", env, params, steps=600, log_every=100, step_size="constant")
+
+
+@pytest.fixture(scope="module")
+def reference(learner):
+    return sweep(learner, AXES, **RUN)
+
+
+def identical(a, b):
+    return set(a.logs) == set(b.logs) and all(np.array_equal(a.logs[k], b.logs[k], equal_nan=True) for k in a.logs)
+
+
+class Disconnect(Exception):
+    pass
+
+
+def disconnect_after(segments):
+    seen = []
+
+    def progress(status):
+        seen.append(status)
+        if len(seen) == segments:
+            raise Disconnect
+
+    return progress
+
+
+def interrupted(learner, folder, segments, **options):
+    with pytest.raises(Disconnect):
+        sweep(learner, AXES, **RUN, checkpoint_dir=str(folder), progress=disconnect_after(segments), **options)
+
+
+# -- checksums -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.int32, np.uint32, np.uint8, np.float16, np.bool_])
+def test_checksum_is_the_same_wherever_it_is_computed(dtype):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(8, 3, 5)) * 50).astype(dtype)
+    mesh = Mesh(np.asarray(jax.devices()), ("lanes",))
+    where = {"host": x, "device": jax.device_put(x), "sharded": jax.device_put(x, NamedSharding(mesh, P("lanes")))}
+    sums = {name: checkpoint.checksum({"x": value})["['x']"] for name, value in where.items()}
+    sums["jitted"] = f"{int(checkpoint._device_sum(jax.numpy.asarray(x), np.uint32(0))):08x}"
+    assert len(set(sums.values())) == 1, sums
+
+
+def test_checksum_notices_a_flipped_bit_and_swapped_words():
+    x = np.arange(1000, dtype=np.float32)
+    flipped = x.copy()
+    flipped.view(np.uint32)[500] ^= 1
+    swapped = x.copy()
+    swapped[[3, 7]] = swapped[[7, 3]]
+    sums = {checkpoint.checksum([v])["[0]"] for v in (x, flipped, swapped, x.reshape(10, 100))}
+    assert len(sums) == 3  # the reshaped array has the same words at the same positions
+
+
+def test_changes_name_what_changed():
+    saved = {"axes": {"gamma": [0.9, 0.99]}, "seeds": 4, "learner": {"steps": 600}}
+    now = {"axes": {"gamma": [0.9, 0.95]}, "seeds": 4, "learner": {"steps": 600, "target": "double"}}
+    assert checkpoint.changes(saved, now) == ["axes.gamma: [0.9, 0.99] -> [0.9, 0.95]",
+                                              "learner.target: (absent) -> double"]
+
+
+# -- resume ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("segments", [2, 5])  # inside the first chunk; inside the second
+def test_resume_after_interruption_is_bit_identical(learner, reference, tmp_path, segments):
+    interrupted(learner, tmp_path, segments, max_lanes=8, checkpoint_every=200)
+    resumed = sweep(learner, AXES, **RUN, max_lanes=8, checkpoint_dir=str(tmp_path), checkpoint_every=200,
+                    resume=True)
+    assert identical(resumed, reference)
+    assert resumed.timing["resumed_step"] == segments - 1
+    again = sweep(learner, AXES, **RUN, checkpoint_dir=str(tmp_path), resume=True)  # a finished run: nothing to do
+    assert identical(again, reference) and again.timing["saves"] == 0
+
+
+def test_resume_with_another_chunk_size_and_interval(learner, reference, tmp_path):
+    """Saved with chunks of 8 lanes every 200 steps, resumed with chunks of 4 every 300 steps: the saved
+    chunk runs as two, and the pieces waiting their turn are saved with the one under way."""
+    interrupted(learner, tmp_path, 1, max_lanes=8, checkpoint_every=200)
+    progress = disconnect_after(1)
+    with pytest.raises(Disconnect):
+        sweep(learner, AXES, **RUN, max_lanes=4, checkpoint_dir=str(tmp_path), checkpoint_every=300, resume=True,
+              progress=progress)
+    latest = max(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit())
+    meta = json.loads((tmp_path / str(latest) / "meta" / "metadata").read_text())
+    assert meta["done"] == 0
+    assert [(g["start"], g["stop"], g["logged"]) for g in meta["groups"]] == [(0, 4, 4), (4, 8, 3)]
+    resumed = sweep(learner, AXES, **RUN, max_lanes=6, checkpoint_dir=str(tmp_path), resume=True)
+    assert identical(resumed, reference)
+
+
+def test_a_corrupt_latest_step_falls_back_to_the_one_before(learner, reference, tmp_path):
+    interrupted(learner, tmp_path, 3, checkpoint_every=100)
+    steps = sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit())
+    assert steps == [0, 1, 2]
+    victim = max((p for p in (tmp_path / "2" / "state").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    with pytest.warns(checkpoint.CheckpointWarning, match="checkpoint step 2 .* is unusable"):
+        resumed = sweep(learner, AXES, **RUN, checkpoint_dir=str(tmp_path), checkpoint_every=100, resume=True)
+    assert resumed.timing["resumed_step"] == 1 and identical(resumed, reference)
+    assert (tmp_path / "rejected" / "2").is_dir()
+
+
+def test_no_usable_step_is_an_error_naming_each(learner, tmp_path):
+    interrupted(learner, tmp_path, 2, checkpoint_every=100)
+    for step in ("0", "1"):
+        (tmp_path / step / "meta" / "metadata").write_text("{not json")
+    with pytest.warns(checkpoint.CheckpointWarning), pytest.raises(ValueError, match="no usable checkpoint step"):
+        sweep(learner, AXES, **RUN, checkpoint_dir=str(tmp_path), resume=True)
+
+
+def test_a_changed_configuration_or_a_fresh_run_is_refused(learner, tmp_path):
+    interrupted(learner, tmp_path, 1, checkpoint_every=300)
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        sweep(learner, AXES, **RUN, checkpoint_dir=str(tmp_path))
+    with pytest.raises(ValueError, match=r"Changed: axes\.gamma: \[0\.9, 0\.99\] -> \[0\.9, 0\.95\]"):
+        sweep(learner, {"depth": [2, 5], "gamma": [0.9, 0.95]}, **RUN, checkpoint_dir=str(tmp_path), resume=True)
+    with pytest.raises(ValueError, match="Changed: seeds: 4 -> 5"):
+        sweep(learner, AXES, seeds=5, seed=3, checkpoint_dir=str(tmp_path), resume=True)

@@ -1,0 +1,124 @@
+"""Checkpoints across processes: a sweep killed with SIGKILL at random moments (one of them during a
+save) resumes bit-identically, and a run saved on 2 devices resumes on 1 and on 8."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sweep_worker
+
+WORKER = Path(__file__).with_name("sweep_worker.py")
+ROOT = Path(__file__).parent.parent
+SPEC = {**sweep_worker.SPEC, "steps": 1200, "log_every": 50}  # 24 log points; 16 lanes, chunks of 8
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return sweep_worker.run(SPEC)
+
+
+@pytest.fixture(scope="module")
+def compile_cache(tmp_path_factory):
+    """A persistent compilation cache shared by the worker processes (they compile the same programs)."""
+    return str(tmp_path_factory.mktemp("jax-cache"))
+
+
+def start(spec, cache):
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+           "JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+    return subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def identical(logs, reference):
+    return all(np.array_equal(logs[k], reference.logs[k], equal_nan=True) for k in reference.logs)
+
+
+def steps_in(folder):
+    return {int(p.name) for p in folder.iterdir() if p.name.isdigit()} if folder.is_dir() else set()
+
+
+def saving(folder):
+    """Whether a save is under way: an orbax step being written, or a finished-logs file."""
+    names = os.listdir(folder) if folder.is_dir() else []
+    finished = os.listdir(folder / "finished") if (folder / "finished").is_dir() else []
+    return any("orbax-checkpoint-tmp" in n for n in names) or any(n.endswith(".tmp") for n in finished)
+
+
+def wait_for(condition, process, timeout=300.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and process.poll() is None:
+        if condition():
+            return True
+        time.sleep(0.001)
+    return condition()
+
+
+def kill(process):
+    process.send_signal(signal.SIGKILL)
+    output = process.communicate(timeout=60)[0]
+    assert process.returncode == -signal.SIGKILL, output
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, reference, compile_cache):
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
+    folder = tmp_path / "checkpoint"
+    spec = {**SPEC, "out": str(tmp_path / "never.npz"),
+            "options": {"checkpoint_dir": str(folder), "checkpoint_every": 50, "max_lanes": 8}}
+    # 1. killed during a save, once an older step exists
+    first = start(spec, compile_cache)
+    assert wait_for(lambda: steps_in(folder), first), first.communicate()[0]
+    for _ in range(rng.randrange(0, 6)):  # let a few saves through
+        wait_for(lambda: not saving(folder), first)
+        wait_for(lambda: saving(folder), first)
+    assert wait_for(lambda: saving(folder), first), f"random seed {seed}: the run ended before a save was cut"
+    kill(first)
+    # 2. resumed, then killed at a random moment while it runs (after 1 to 8 of its ~40 saves)
+    later = max(steps_in(folder)) + rng.randrange(1, 9)
+    second = start({**spec, "options": {**spec["options"], "resume": True}}, compile_cache)
+    assert wait_for(lambda: max(steps_in(folder)) >= later, second), second.communicate()[0]
+    time.sleep(rng.uniform(0.0, 0.03))
+    kill(second)
+    # 3. resumed to the end in this process
+    resumed = sweep_worker.run(spec, resume=True)
+    assert identical(resumed.logs, reference), f"random seed {seed}"
+
+
+def test_saved_on_two_devices_resumes_on_one_and_on_eight(tmp_path, reference, compile_cache):
+    spec = {**SPEC, "options": {"max_lanes": 8, "checkpoint_every": 200}}
+    saved = tmp_path / "saved"
+
+    class Disconnect(Exception):
+        pass
+
+    def progress(status):
+        if status.chunk == 2 and status.log_point == 8:
+            raise Disconnect
+
+    with pytest.raises(Disconnect):
+        sweep_worker.run(spec, checkpoint_dir=str(saved), progress=progress)
+    runs = {}
+    for devices, options in ((1, {"max_lanes": 4}), (8, {})):  # 1: the saved chunk runs as two; 8: padded to 16
+        folder = tmp_path / f"on{devices}"
+        shutil.copytree(saved, folder)
+        out = tmp_path / f"on{devices}.npz"
+        runs[devices] = (start({**spec, "devices": devices, "out": str(out),
+                                "options": {**options, "checkpoint_dir": str(folder), "resume": True}},
+                               compile_cache), out)
+    for devices, (process, out) in runs.items():
+        output = process.communicate(timeout=600)[0]
+        assert process.returncode == 0, output
+        logs = np.load(out)
+        assert int(logs["devices"]) == devices and int(logs["lanes_per_call"]) == (4 if devices == 1 else 16)
+        assert identical(logs, reference), devices
