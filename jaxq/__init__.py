@@ -19,7 +19,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {"envs", "exact", "td", "learners", "replay", "sweep", "checkpoint", "metrics", "plots",
-               "outputs", "studies", "bench", "validation", "types", "rng"}
+               "outputs", "studies", "bench", "validation", "types", "rng", "distributed"}
 _FUNCTIONS = {"make": "jaxq.envs", "register": "jaxq.envs", "registered": "jaxq.envs",
               "make_learner": "jaxq.learners"}
 

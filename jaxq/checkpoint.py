@@ -300,6 +300,9 @@ class Folder:
             ValueError: if there are steps and none is usable (listing each one's reason).
         """
         steps = sorted(self.manager.all_steps(), reverse=True)
+        if not steps:
+            warnings.warn(f"{self.path} holds no complete checkpoint step yet: starting from the beginning",
+                          CheckpointWarning, stacklevel=2)
         reasons: list[str] = []
         found = None
         for step in steps:

@@ -501,11 +501,76 @@ def _laid_out(group: dict[str, Any], program: Program) -> bool:
 # == run ==============================================================================================
 @dataclasses.dataclass
 class Clock:
-    """Seconds spent running, compiling and checkpointing, and the number of saves."""
+    """Seconds spent running and checkpointing, and the number of saves."""
 
     run_s: float = 0.0
     checkpoint_s: float = 0.0
     saves: int = 0
+
+
+def _segments(program: Program, grid: Grid, piece: Piece, logs: Any, segment: int,
+              clock: Clock) -> Iterator[tuple[int, Any]]:
+    """Run one piece segment by segment, writing its logs into ``logs``: yields ``(last log point,
+    carry)`` after each segment (the carry is donated to the next one)."""
+    rows = slice(piece.start, piece.stop)
+
+    def write(points: Any, out: Any) -> None:
+        jax.tree.map(lambda dst, src: dst.__setitem__((rows, points), src[: piece.lanes]), logs, to_host(out))
+
+    t0 = time.perf_counter()
+    hp, keys = program.lanes_of(grid, piece)
+    if piece.logged == 0:
+        carry = program.init(keys, hp, jnp.int32(0))
+        write(0, program.log(carry, hp, jnp.int32(0)))
+        logged = 1
+    else:
+        carry, logged = program.carry_of(piece), piece.logged
+    clock.run_s += time.perf_counter() - t0
+    for end in segment_ends(logged, program.learner.num_logs, segment):
+        run = program.run(end - logged + 1)  # compiled on first use, counted in compile_s
+        t0 = time.perf_counter()
+        carry, out = run(carry, hp, jnp.int32(logged))
+        write(slice(logged, end + 1), out)
+        clock.run_s += time.perf_counter() - t0
+        logged = end + 1
+        yield end, carry
+
+
+@dataclasses.dataclass
+class Saver:
+    """Checkpoints after every segment: the next step's number and the finished lanes (``0 .. done - 1``,
+    their logs written once, listed in ``finished``)."""
+
+    folder: checkpoint.Folder
+    layout: Layout
+    lanes: int
+    num_logs: int
+    step: int
+    done: int
+    finished: list[dict[str, Any]]
+
+    def save(self, piece: Piece, logs: Any, pending: list[Piece]) -> None:
+        """Save ``piece`` (its carry after log point ``piece.logged - 1``) and the restored ``pending``
+        pieces still waiting; a finished piece's logs go to a file of their own instead."""
+        active = [piece, *pending]
+        if piece.logged > self.num_logs:
+            entry = self.folder.write_finished(f"{piece.start}-{piece.stop}",
+                                               jax.tree.map(lambda x: x[piece.start:piece.stop], logs))
+            self.finished.append({**entry, "start": piece.start, "stop": piece.stop})
+            self.done, active = piece.stop, pending
+        meta = {
+            "lanes": self.lanes, "done": self.done, "finished": self.finished,
+            "groups": [{"start": p.start, "stop": p.stop, "logged": p.logged,
+                        "rows": int(jax.tree.leaves(p.carry)[0].shape[0])} for p in active],
+            "layout": {**dataclasses.asdict(self.layout), "chunk": self.layout.chunk,
+                       "backend": jax.default_backend()},
+        }
+        state = None
+        if active:  # carries of a chunk on the devices, or restored host rows, and their logs so far
+            stop = active[-1].stop
+            state = {"carry": [p.carry for p in active], "logs": jax.tree.map(lambda x: x[self.done:stop], logs)}
+        self.folder.save(self.step, state, meta)
+        self.step += 1
 
 
 def run_pieces(program: Program, grid: Grid, pieces: list[Piece], logs: Any, *, segment: int,
@@ -513,72 +578,31 @@ def run_pieces(program: Program, grid: Grid, pieces: list[Piece], logs: Any, *, 
                progress: Progress | None = None) -> Clock:
     """Run every piece to the end, writing its logs into ``logs``; after every segment, checkpoint
     (when ``folder`` is given) and report progress."""
-    learner, chunk = program.learner, program.layout.chunk
-    num_logs = learner.num_logs
+    num_logs, chunk = program.learner.num_logs, program.layout.chunk
     clock = Clock()
-    step, done, finished = start.step, start.done, list(start.finished)
+    saver = None
+    if folder is not None:
+        saver = Saver(folder, program.layout, grid.lanes, num_logs, start.step, start.done, list(start.finished))
     units = grid.lanes * num_logs
-    units_done = done * num_logs + sum(p.lanes * max(p.logged - 1, 0) for p in pieces)
+    units_done = start.done * num_logs + sum(p.lanes * max(p.logged - 1, 0) for p in pieces)
     start_fraction = units_done / units
-    chunks_before = math.ceil(done / chunk)
+    chunks_before = math.ceil(start.done / chunk)
     for k, piece in enumerate(pieces):
-        rows = slice(piece.start, piece.stop)
-        t0 = time.perf_counter()
-        hp, keys = program.lanes_of(grid, piece)
-        if piece.logged == 0:
-            carry = program.init(keys, hp, jnp.int32(0))
-            first = to_host(program.log(carry, hp, jnp.int32(0)))
-            jax.tree.map(lambda dst, src: dst.__setitem__((rows, 0), src[: piece.lanes]), logs, first)
-            logged = 1
-        else:
-            carry, logged = program.carry_of(piece), piece.logged
-        clock.run_s += time.perf_counter() - t0
-        for end in segment_ends(logged, num_logs, segment):
-            n = end - logged + 1
-            run = program.run(n)  # compiled on first use, counted in compile_s
-            t0 = time.perf_counter()
-            carry, out = run(carry, hp, jnp.int32(logged))
-            out = to_host(out)
-            jax.tree.map(lambda dst, src: dst.__setitem__((rows, slice(logged, end + 1)), src[: piece.lanes]),
-                         logs, out)
-            clock.run_s += time.perf_counter() - t0
-            units_done += piece.lanes * n
+        logged = max(piece.logged, 1)
+        for end, carry in _segments(program, grid, piece, logs, segment, clock):
+            units_done += piece.lanes * (end + 1 - logged)
             logged = end + 1
-            if folder is not None:
+            if saver is not None:
                 t0 = time.perf_counter()
                 pending = [p for p in pieces[k + 1:] if p.carry is not None]
-                if logged > num_logs:
-                    entry = folder.write_finished(f"{piece.start}-{piece.stop}",
-                                                  jax.tree.map(lambda x: x[rows], logs))
-                    finished.append({**entry, "start": piece.start, "stop": piece.stop})
-                    done, active = piece.stop, pending
-                else:
-                    active = [Piece(piece.start, piece.stop, logged, carry), *pending]
-                folder.save(step, *_checkpoint(active, done, finished, logs, grid.lanes, program.layout))
-                step += 1
+                saver.save(Piece(piece.start, piece.stop, logged, carry), logs, pending)
                 clock.saves += 1
                 clock.checkpoint_s += time.perf_counter() - t0
             if progress is not None:
-                progress(SweepProgress(fraction=units_done / units, start_fraction=start_fraction, run_s=clock.run_s,
-                                       chunk=chunks_before + k + 1, chunks=chunks_before + len(pieces),
-                                       log_point=end))
+                progress(SweepProgress(fraction=units_done / units, start_fraction=start_fraction,
+                                       run_s=clock.run_s, chunk=chunks_before + k + 1,
+                                       chunks=chunks_before + len(pieces), log_point=end))
     return clock
-
-
-def _checkpoint(active: list[Piece], done: int, finished: list[dict[str, Any]], logs: Any, lanes: int,
-                layout: Layout) -> tuple[Any, dict[str, Any]]:
-    """A checkpoint's arrays and meta: the carries of the pieces still under way (device arrays of a
-    chunk, or host rows) and their logs so far; finished lanes are listed, not saved again."""
-    meta = {
-        "lanes": lanes, "done": done, "finished": finished,
-        "groups": [{"start": p.start, "stop": p.stop, "logged": p.logged,
-                    "rows": int(jax.tree.leaves(p.carry)[0].shape[0])} for p in active],
-        "layout": dataclasses.asdict(layout) | {"chunk": layout.chunk, "backend": jax.default_backend()},
-    }
-    if not active:
-        return None, meta
-    stop = active[-1].stop
-    return {"carry": [p.carry for p in active], "logs": jax.tree.map(lambda x: x[done:stop], logs)}, meta
 
 
 # == the whole sweep ==================================================================================

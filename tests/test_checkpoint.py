@@ -140,3 +140,55 @@ def test_a_changed_configuration_or_a_fresh_run_is_refused(learner, tmp_path):
         sweep(learner, {"depth": [2, 5], "gamma": [0.9, 0.95]}, **RUN, checkpoint_dir=str(tmp_path), resume=True)
     with pytest.raises(ValueError, match="Changed: seeds: 4 -> 5"):
         sweep(learner, AXES, seeds=5, seed=3, checkpoint_dir=str(tmp_path), resume=True)
+
+
+# -- a learner with a large carry (a stand-in for replay buffers) --------------------------------------
+class BufferLearner:
+    """Writes a random number per step into a ring buffer of ``slots`` floats per lane and logs the
+    buffer's mean; greedy-evaluation-like extra work only at even log points (un-batched ``index``)."""
+
+    def __init__(self, slots, steps=64, log_every=8):
+        self.slots, self.steps, self.steps_per_log = slots, steps, log_every
+        self.num_logs = steps // log_every
+
+    def defaults(self):
+        return {"scale": 1.0}
+
+    def encode(self, name, value):
+        return float(value)
+
+    def describe(self):
+        return {"learner": "buffer", "slots": self.slots, "steps": self.steps, "log_every": self.steps_per_log}
+
+    def init(self, key, hp):
+        return {"buffer": jax.numpy.zeros(self.slots), "key": key, "t": jax.numpy.int32(0)}
+
+    def log(self, carry, hp, index):
+        extra = jax.lax.cond(index % 2 == 0, lambda: carry["buffer"].max(), lambda: jax.numpy.float32(jax.numpy.nan))
+        return {"mean": carry["buffer"].mean(), "max_at_even": extra}
+
+    def run(self, carry, hp, first, num_logs):
+        def step(c, _):
+            value = hp["scale"] * jax.random.uniform(jax.random.fold_in(c["key"], c["t"]))
+            return {**c, "buffer": c["buffer"].at[c["t"] % self.slots].set(value), "t": c["t"] + 1}, None
+
+        def interval(c, index):
+            c = jax.lax.scan(step, c, None, length=self.steps_per_log)[0]
+            return c, self.log(c, hp, index)
+
+        return jax.lax.scan(interval, carry, first + jax.numpy.arange(num_logs))
+
+
+def test_large_carries_run_in_budgeted_chunks_and_resume_bit_identically(tmp_path):
+    learner = BufferLearner(slots=16_384)  # 64 KiB of carry per lane
+    axes = {"scale": [1.0, 2.0]}
+    whole = sweep(learner, axes, seeds=16, seed=1)
+    budget = 8 * (2 * 64 * 1024 + 1024)  # 8 lanes, carries counted twice when checkpointing on CPU
+    with pytest.raises(Disconnect):
+        sweep(learner, axes, seeds=16, seed=1, memory_budget=budget, checkpoint_dir=str(tmp_path / "c"),
+              checkpoint_every=16, progress=disconnect_after(7))
+    resumed = sweep(learner, axes, seeds=16, seed=1, memory_budget=budget, checkpoint_dir=str(tmp_path / "c"),
+                    checkpoint_every=16, resume=True)
+    assert resumed.timing["lanes_per_call"] == 8 and resumed.timing["chunks"] == 4
+    assert identical(resumed, whole)
+    assert np.isnan(whole.logs["max_at_even"][..., 1::2]).all() and not np.isnan(whole.logs["max_at_even"][..., ::2]).any()
