@@ -209,12 +209,13 @@ class Folder:
         self.path = Path(directory).absolute()
         self.identity = {"fingerprint": identity["fingerprint"], "config": normalised(identity["config"])}
         marker = self.path / IDENTITY
+        contents = [p for p in self.path.iterdir() if p.name != f".{IDENTITY}.tmp"] if self.path.is_dir() else []
         if resume:
             if not self.path.is_dir():
                 raise ValueError(f"resume=True but there is no checkpoint folder {self.path}; start the run "
                                  "without resume first (or check the path)")
             if not marker.is_file():
-                what = "holds something else" if any(self.path.iterdir()) else "is empty"
+                what = "holds something else" if contents else "is empty"
                 raise ValueError(f"{self.path} {what}: it has no {IDENTITY}, so it is not a jaxq checkpoint "
                                  "folder; resume needs the folder a checkpointed run wrote")
             saved = json.loads(marker.read_text())
@@ -222,7 +223,7 @@ class Folder:
                 changed = changes(saved.get("config", {}), self.identity["config"]) or ["(fingerprint only)"]
                 raise ValueError(f"the checkpoint in {self.path} was written by a different run; resuming with a "
                                  "changed configuration is refused. Changed: " + "; ".join(changed))
-        elif self.path.exists() and (not self.path.is_dir() or any(self.path.iterdir())):
+        elif self.path.exists() and (not self.path.is_dir() or contents):
             if marker.is_file():
                 raise ValueError(f"{self.path} already holds a checkpoint; resume it (resume=True, --resume) or "
                                  "choose another folder")
@@ -238,19 +239,18 @@ class Folder:
         _barrier("jaxq-checkpoint-ready")
         self._manager: ocp.CheckpointManager | None = None
 
-    def _open_manager(self) -> ocp.CheckpointManager:
-        return ocp.CheckpointManager(
-            self.path,
-            item_handlers={"state": ocp.PyTreeCheckpointHandler(use_compression=False),
-                           "meta": ocp.JsonCheckpointHandler()},
-            options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=True,
-                                                 cleanup_tmp_directories=True),
-        )
-
     @property
     def manager(self) -> ocp.CheckpointManager:
+        """orbax's manager of the steps: uncompressed arrays (no host copy for a compressor), written
+        asynchronously; the newest :data:`KEEP` steps kept; leftovers of interrupted saves removed."""
         if self._manager is None:
-            self._manager = self._open_manager()
+            self._manager = ocp.CheckpointManager(
+                self.path,
+                item_handlers={"state": ocp.PyTreeCheckpointHandler(use_compression=False),
+                               "meta": ocp.JsonCheckpointHandler()},
+                options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=True,
+                                                     cleanup_tmp_directories=True),
+            )
         return self._manager
 
     # -- saving ------------------------------------------------------------------------------------

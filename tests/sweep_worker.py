@@ -31,4 +31,5 @@ if __name__ == "__main__":
     import numpy as np
 
     result = run(spec)
-    np.savez(spec["out"], **result.logs, devices=result.timing["devices"], lanes_per_call=result.timing["lanes_per_call"])
+    np.savez(spec["out"], **result.logs, devices=result.timing["devices"],
+             lanes_per_call=result.timing["lanes_per_call"])

@@ -29,8 +29,9 @@ def test_two_processes_give_the_one_process_result_and_checkpoint(tmp_path):
     port = free_port()
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=1", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    processes = [subprocess.Popen([sys.executable, "-m", "jaxq.cli", *ARGV, "--out", str(out),
-                                   "--coordinator", f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", str(i)],
+    cluster = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", "2"]
+    processes = [subprocess.Popen([sys.executable, "-m", "jaxq.cli", *ARGV, "--out", str(out), *cluster,
+                                   "--process-id", str(i)],
                                   env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                  for i in (0, 1)]
     outputs = [p.communicate(timeout=600)[0] for p in processes]
