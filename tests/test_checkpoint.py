@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 import jaxq
 from jaxq import checkpoint
 from jaxq.learners import make_learner
-from jaxq.sweep import sweep
+from jaxq.sweep import LaneShapes, compile_program, empty_logs, fingerprint, plan_grid, plan_layout, restore, sweep
 
 AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
 RUN = dict(seeds=4, seed=3)
@@ -108,6 +108,25 @@ def test_resume_with_another_chunk_size_and_interval(learner, reference, tmp_pat
     assert [(g["start"], g["stop"], g["logged"]) for g in meta["groups"]] == [(0, 4, 4), (4, 8, 3)]
     resumed = sweep(learner, AXES, **RUN, max_lanes=6, checkpoint_dir=str(tmp_path), resume=True)
     assert identical(resumed, reference)
+
+
+def test_restore_says_where_the_run_stands(learner, tmp_path):
+    """Interrupted in the second of two chunks of 8 lanes at log point 4: lanes 0 .. 7 are finished
+    (their logs from their file), lanes 8 .. 15 resume after log point 4 straight on the devices."""
+    interrupted(learner, tmp_path, 5, max_lanes=8, checkpoint_every=200)
+    grid = plan_grid(learner, AXES, **RUN)
+    shapes = LaneShapes.of(learner, grid)
+    layout = plan_layout(grid.lanes, shapes.lane_bytes(learner.num_logs), 0, jax.device_count(), "cpu", max_lanes=8)
+    folder = checkpoint.Folder(tmp_path, {"fingerprint": fingerprint(grid.config(learner)),
+                                          "config": grid.config(learner)}, resume=True)
+    logs = empty_logs(shapes, grid.lanes, learner.num_logs)
+    start = restore(folder, compile_program(learner, layout, shapes), logs)
+    folder.close()
+    assert (start.step, start.done, [f["name"] for f in start.finished]) == (5, 8, ["0-8"])
+    [piece] = start.pieces
+    assert (piece.start, piece.stop, piece.logged) == (8, 16, 5)
+    assert all(isinstance(x, jax.Array) and x.shape[0] == 8 for x in jax.tree.leaves(piece.carry))
+    assert (logs["error"][:8] != 0).all() and (logs["error"][8:, :5] != 0).all() and (logs["error"][8:, 5:] == 0).all()
 
 
 def test_a_corrupt_latest_step_falls_back_to_the_one_before(learner, reference, tmp_path):

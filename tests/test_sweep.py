@@ -8,7 +8,8 @@ import pytest
 
 import jaxq
 from jaxq.learners import make_learner
-from jaxq.sweep import (Piece, chunk_rows, plan_layout, plan_pieces, plan_segment, segment_ends, sweep)
+from jaxq.sweep import (LaneShapes, Piece, Start, chunk_rows, compile_program, empty_logs, plan_grid, plan_layout,
+                        plan_pieces, plan_segment, run_pieces, segment_ends, sweep)
 
 AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
 
@@ -80,6 +81,27 @@ def test_progress_says_which_chunk(learner):
     assert {p.chunks for p in seen} == {4}
     fractions = [p.fraction for p in seen]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and seen[0].fraction == pytest.approx(1 / 12)
+
+
+def test_the_stages_compose_and_a_piece_continues_from_any_log_point(learner, reference):
+    """plan -> compile -> run by hand; then the lanes 4 .. 11 run again from their carry after log point 2
+    (as a restored piece, here in one chunk of 8 with its own padding): the same bits."""
+    grid = plan_grid(learner, AXES, seeds=4, seed=3)
+    shapes = LaneShapes.of(learner, grid)
+    layout = plan_layout(grid.lanes, shapes.lane_bytes(learner.num_logs), 0, jax.device_count(), "cpu", max_lanes=8)
+    program = compile_program(learner, layout, shapes)
+    logs = empty_logs(shapes, grid.lanes, learner.num_logs)
+    run_pieces(program, grid, plan_pieces(grid.lanes, layout.chunk, []), logs, segment=2, start=Start())
+    np.testing.assert_array_equal(logs["error"].reshape(2, 2, 4, 7), reference.logs["error"])
+
+    piece = Piece(4, 12)
+    hp, keys = program.lanes_of(grid, piece)
+    carry = program.init(keys, hp, jnp.int32(0))
+    carry, _ = program.run(2)(carry, hp, jnp.int32(1))
+    host = jax.tree.map(lambda x: np.asarray(x)[: piece.lanes], carry)  # lanes 4 .. 11 after log point 2
+    again = empty_logs(shapes, grid.lanes, learner.num_logs)
+    run_pieces(program, grid, [Piece(4, 12, 3, host)], again, segment=2, start=Start(done=4))
+    np.testing.assert_array_equal(again["error"][4:12, 3:], logs["error"][4:12, 3:])
 
 
 # -- plan, without compiling ----------------------------------------------------------------------
