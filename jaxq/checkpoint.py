@@ -117,6 +117,15 @@ def _array_sum(x: jax.Array) -> np.uint32:
     return np.uint32(total % 2**32)
 
 
+def check_saveable(tree: Any) -> None:
+    """Raise a ValueError naming the first leaf of ``tree`` (arrays or ``jax.ShapeDtypeStruct`` s) that a
+    checkpoint cannot hold: typed PRNG keys (keep raw uint32 keys instead)."""
+    for path, x in jax.tree_util.tree_leaves_with_path(tree):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            raise ValueError(f"{jax.tree_util.keystr(path)} holds typed PRNG keys ({x.dtype}); keep keys in a "
+                             "carry as raw uint32 words (jax.random.PRNGKey, or jax.random.key_data)")
+
+
 def checksum(tree: Any) -> dict[str, str]:
     """``{path: 8 hex digits}`` for every array leaf of ``tree``: ``sum_i fmix(w_i ^ i * golden)``
     (mod 2^32) over its uint32 words ``w_i`` at their row-major positions ``i``.
@@ -127,6 +136,7 @@ def checksum(tree: Any) -> dict[str, str]:
     and gives the same bits for any sharding, process count or backend. Any one changed word changes
     it (``fmix`` is a bijection); independent changes go unnoticed with probability 2^-32 per array.
     """
+    check_saveable(tree)
     leaves = jax.tree_util.tree_leaves_with_path(tree)
     sums = np.asarray([_array_sum(x) if isinstance(x, jax.Array) else _host_sum(np.asarray(x)) for _, x in leaves],
                       dtype=np.uint32)

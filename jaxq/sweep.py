@@ -136,7 +136,7 @@ def _dtype_of(values: list[Any]) -> np.dtype:
 
 
 def _tree_bytes(tree: Any) -> int:
-    return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+    return sum(math.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(tree))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -663,6 +663,8 @@ def sweep(
         given = "resume=True" if resume else f"checkpoint_every={checkpoint_every}"
         raise ValueError(f"{given} needs a checkpoint folder (checkpoint_dir)")
     shapes = LaneShapes.of(learner, grid)
+    if checkpoint_dir is not None:
+        checkpoint.check_saveable(shapes.carry)
     devices = jax.devices()
     backend = jax.default_backend()
     copies = 2 if checkpoint_dir is not None and backend == "cpu" else 1

@@ -212,3 +212,14 @@ def test_large_carries_run_in_budgeted_chunks_and_resume_bit_identically(tmp_pat
     assert identical(resumed, whole)
     evaluated = whole.logs["max_at_even"]  # logged only at even log points
     assert np.isnan(evaluated[..., 1::2]).all() and not np.isnan(evaluated[..., ::2]).any()
+
+
+class TypedKeyLearner(BufferLearner):
+    def init(self, key, hp):
+        return {**super().init(key, hp), "typed": jax.random.wrap_key_data(key)}
+
+
+def test_typed_keys_in_a_carry_are_refused_before_compiling(tmp_path, monkeypatch):
+    monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled before validating"))
+    with pytest.raises(ValueError, match=r"\['typed'\] holds typed PRNG keys"):
+        sweep(TypedKeyLearner(slots=4), {}, seeds=2, checkpoint_dir=str(tmp_path / "c"))
