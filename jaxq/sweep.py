@@ -432,7 +432,8 @@ def to_host(tree: Any) -> Any:
 
 
 def compile_program(learner: Learner, layout: Layout, shapes: LaneShapes) -> Program:
-    """Compile ``init``, ``log`` and the most common segment runs for ``layout`` over every device."""
+    """Compile ``init`` and ``log`` for chunks of ``layout`` over every device of every process (segment
+    runs compile on first use, :meth:`Program.run`)."""
     mesh = Mesh(np.asarray(jax.devices()), ("lanes",))
     program = Program(learner=learner, layout=layout, shapes=shapes, mesh=mesh, init=None, log=None, carry=None,
                       compile_s=0.0)
