@@ -31,6 +31,7 @@ split into segments.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import itertools
@@ -431,9 +432,25 @@ def to_host(tree: Any) -> Any:
     return jax.tree.map(np.asarray, tree)
 
 
+_PROGRAMS: collections.OrderedDict[Any, Program] = collections.OrderedDict()
+KEEP_PROGRAMS = 4  # compiled programs kept for later sweeps in the same process
+
+
 def compile_program(learner: Learner, layout: Layout, shapes: LaneShapes) -> Program:
     """Compile ``init`` and ``log`` for chunks of ``layout`` over every device of every process (segment
-    runs compile on first use, :meth:`Program.run`)."""
+    runs compile on first use, :meth:`Program.run`).
+
+    The last :data:`KEEP_PROGRAMS` programs are kept: a later sweep of the same learner object (with the
+    same description), layout and lane shapes -- another seed, a resume in the same process -- compiles
+    nothing (its ``compile_s`` counts only what it compiles itself).
+    """
+    leaves, tree = jax.tree.flatten((shapes.carry, shapes.hp, shapes.log))
+    key = (id(learner), json.dumps(learner.describe(), sort_keys=True, default=repr), layout, tuple(leaves), tree,
+           tuple(d.id for d in jax.devices()))
+    cached = _PROGRAMS.get(key)
+    if cached is not None and cached.learner is learner:
+        _PROGRAMS.move_to_end(key)
+        return dataclasses.replace(cached, compile_s=0.0)  # shares the compiled segment runs
     mesh = Mesh(np.asarray(jax.devices()), ("lanes",))
     program = Program(learner=learner, layout=layout, shapes=shapes, mesh=mesh, init=None, log=None, carry=None,
                       compile_s=0.0)
@@ -443,6 +460,9 @@ def compile_program(learner: Learner, layout: Layout, shapes: LaneShapes) -> Pro
     program.init = program._compile(lambda k, h, _: learner.init(k, h), keys, hp, index)
     program.carry = program.init.out_info
     program.log = program._compile(learner.log, program.carry, hp, index)
+    _PROGRAMS[key] = program
+    while len(_PROGRAMS) > KEEP_PROGRAMS:
+        _PROGRAMS.popitem(last=False)
     return program
 
 

@@ -46,14 +46,16 @@ def test_lanes_are_independent(reference):
 
 
 def test_lane_equals_a_single_run_with_its_key(learner, reference):
+    init, log = jax.jit(learner.init), jax.jit(learner.log)
+    run = jax.jit(learner.run, static_argnums=3)
     for (d, g), depth, gamma in [((0, 1), 2, 0.99), ((1, 0), 5, 0.9)]:
         hp = {k: jnp.asarray(learner.encode(k, v)) for k, v in {**learner.defaults(), "depth": depth,
                                                                   "gamma": gamma}.items()}
         for s in (0, 3):
             key = jax.random.fold_in(jax.random.PRNGKey(3), s)
-            carry = jax.jit(learner.init)(key, hp)
-            first = jax.jit(learner.log)(carry, hp, 0)
-            _, logs = jax.jit(learner.run, static_argnums=3)(carry, hp, 1, learner.num_logs)
+            carry = init(key, hp)
+            first = log(carry, hp, 0)
+            _, logs = run(carry, hp, 1, learner.num_logs)
             single = np.concatenate([np.asarray(first["error"])[None], np.asarray(logs["error"])])
             np.testing.assert_allclose(reference.logs["error"][d, g, s], single, rtol=1e-6, atol=1e-7)
 

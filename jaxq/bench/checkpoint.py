@@ -77,7 +77,7 @@ def scaling_row(learner: Any, lanes: int) -> dict[str, Any]:
 
 def run(quick: bool = False) -> dict[str, Any]:
     """The benchmark: checkpoint overhead of a tabular sweep, then lane scaling, in one process."""
-    steps = 2_000 if quick else 200_000
+    steps = 500 if quick else 200_000
     seeds = 16 if quick else 1024
     cases = [  # (label, learner factory, axes, seeds): any learner can be added here
         (f"tabular, depth {{2, 8, 32}} x gamma {{0.9, 0.99}} x {seeds} seeds, {steps} steps",
