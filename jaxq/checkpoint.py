@@ -10,8 +10,8 @@ A checkpoint folder belongs to one run and holds:
   leaves every older step as it was; the newest :data:`KEEP` steps are kept. Saves are asynchronous:
   :meth:`Folder.save` returns once the arrays are on the host (orbax copies device arrays before it
   returns, so the caller may donate them afterwards) and the files are written in the background;
-* ``finished/<name>.npz``: arrays written once (to a temporary file that is renamed) and listed,
-  with their checksums, in ``meta["finished"]`` of every later step;
+* ``finished/<name>.npz``: the leaves of a pytree written once (to a temporary file that is renamed)
+  and listed, with their checksums, in ``meta["finished"]`` of every later step;
 * ``rejected/<step>/``: steps found unusable on a resume, moved aside (kept for inspection).
 
 Integrity: ``meta["checksums"]`` holds a :func:`checksum` of every array, computed where the array
@@ -173,13 +173,13 @@ def normalised(config: Any) -> Any:
 # -- the folder --------------------------------------------------------------------------------------
 @dataclass
 class Restored:
-    """A usable step: its number, its meta, its arrays (None if it had none) and its finished arrays
-    (``meta["finished"]`` order)."""
+    """A usable step: its number, its meta, its arrays (None if it had none) and the leaves of its
+    finished pytrees (``meta["finished"]`` order)."""
 
     step: int
     meta: dict[str, Any]
     state: Any
-    finished: list[dict[str, np.ndarray]]
+    finished: list[list[np.ndarray]]
 
 
 def _primary() -> bool:
@@ -275,20 +275,22 @@ class Folder:
             items["state"] = ocp.args.PyTreeSave(state)
         self.manager.save(step, args=ocp.args.Composite(**items))
 
-    def write_finished(self, name: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
-        """Write ``arrays`` once as ``finished/<name>.npz`` (on the primary process) and return the entry
-        to list in ``meta["finished"]``: ``{"name", "checksums"}``."""
-        entry = {"name": name, "checksums": checksum(arrays)}
+    def write_finished(self, name: str, tree: Any) -> dict[str, Any]:
+        """Write the leaves of ``tree`` (host arrays) once as ``finished/<name>.npz`` (on the primary
+        process) and return the entry to list in ``meta["finished"]``: ``{"name", "checksums"}``."""
+        leaves = jax.tree.leaves(tree)
+        entry = {"name": name, "checksums": checksum(leaves)}
         if _primary():
-            _fsync_write(self.path / FINISHED / f"{name}.npz", lambda f: np.savez(f, **arrays))
+            _fsync_write(self.path / FINISHED / f"{name}.npz",
+                         lambda f: np.savez(f, **{str(i): leaf for i, leaf in enumerate(leaves)}))
         return entry
 
-    def _read_finished(self, entry: dict[str, Any]) -> dict[str, np.ndarray]:
+    def _read_finished(self, entry: dict[str, Any]) -> list[np.ndarray]:
         with np.load(self.path / FINISHED / f"{entry['name']}.npz") as data:
-            arrays = {k: data[k] for k in data.files}
-        if checksum(arrays) != entry["checksums"]:
+            leaves = [data[str(i)] for i in range(len(data.files))]
+        if checksum(leaves) != entry["checksums"]:
             raise ValueError(f"finished/{entry['name']}.npz does not match its checksums")
-        return arrays
+        return leaves
 
     def close(self) -> None:
         """Wait for the last save to be written and release the manager."""

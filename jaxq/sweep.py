@@ -24,7 +24,8 @@ segments), **compile** (:func:`compile_program`), **restore** (:func:`restore`: 
 left off, as :class:`Piece` s of lanes) and **run** (:func:`run_pieces`).
 
 The sweep knows nothing about any particular learner: it needs ``defaults``, ``encode``, ``init``,
-``run``, ``log``, ``describe`` and the step counts (see :class:`jaxq.learners.base.OnlineLearner`).
+``run``, ``log``, ``describe`` and the step counts (see :class:`jaxq.learners.base.OnlineLearner`),
+and hands back ``export(carry)`` of every lane at the end when the learner has one.
 Results do not depend on how lanes are split into chunks, blocks and devices, nor on how time is
 split into segments.
 """
@@ -104,6 +105,8 @@ class SweepResult:
         config: fixed hyper-parameters, axes, seeds, and the learner's description.
         timing: compile, run and checkpoint seconds, environment steps and steps per second, lanes,
             the layout (lanes per call, chunks, block, devices, processes, backend) and the resumed step.
+        finals: what each lane hands back at the end (``learner.export(carry)``, e.g. its network's
+            parameters), every leaf ``[*grid, seeds, ...]``; None for learners without ``export``.
     """
 
     axes: list[str]
@@ -111,6 +114,7 @@ class SweepResult:
     logs: dict[str, np.ndarray]
     config: dict[str, Any]
     timing: dict[str, Any]
+    finals: Any = None
 
     @property
     def grid_axes(self) -> list[str]:
@@ -196,23 +200,26 @@ def plan_grid(learner: Learner, axes: dict[str, Any] | None, seeds: int, seed: i
 
 @dataclasses.dataclass(frozen=True)
 class LaneShapes:
-    """One lane's carry, hyper-parameters and logs at one log point (``jax.ShapeDtypeStruct`` trees)."""
+    """One lane's carry, hyper-parameters, logs at one log point and export at the end (None without
+    ``learner.export``), as ``jax.ShapeDtypeStruct`` trees."""
 
     carry: Any
     hp: dict[str, Any]
     log: Any
+    final: Any = None
 
     @classmethod
     def of(cls, learner: Learner, grid: Grid) -> LaneShapes:
         hp = {k: jax.ShapeDtypeStruct((), v.dtype) for k, v in grid.columns.items()}
         key = jax.ShapeDtypeStruct(grid.keys.shape[1:], grid.keys.dtype)
         carry = jax.eval_shape(learner.init, key, hp)
-        return cls(carry=carry, hp=hp, log=jax.eval_shape(learner.log, carry, hp, jnp.int32(0)))
+        final = jax.eval_shape(learner.export, carry) if hasattr(learner, "export") else None
+        return cls(carry=carry, hp=hp, log=jax.eval_shape(learner.log, carry, hp, jnp.int32(0)), final=final)
 
     def lane_bytes(self, num_logs: int, carry_copies: int = 1) -> int:
-        """Memory one lane needs: ``carry_copies`` carries, its logs and hyper-parameters and its key."""
+        """Memory one lane needs: ``carry_copies`` carries, its logs, export, hyper-parameters and key."""
         return (carry_copies * _tree_bytes(self.carry) + (num_logs + 1) * _tree_bytes(self.log)
-                + _tree_bytes(self.hp) + 8)
+                + _tree_bytes(self.final) + _tree_bytes(self.hp) + 8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -347,9 +354,10 @@ def plan_pieces(lanes: int, chunk: int, restored: list[Piece], done: int = 0) ->
 class Program:
     """The compiled functions of one layout and how lanes get on and off its devices.
 
-    ``init(keys, hp, 0)``, ``log(carry, hp, index)`` and ``run(n)(carry, hp, first)`` take a chunk of
-    lanes as global arrays sharded over the mesh; ``run(n)`` compiles a segment of ``n`` log points
-    on first use and donates the carry.
+    ``init(keys, hp, 0)``, ``log(carry, hp, index)``, ``export(carry, hp, 0)`` (None without
+    ``learner.export``) and ``run(n)(carry, hp, first)`` take a chunk of lanes as global arrays
+    sharded over the mesh; ``run(n)`` compiles a segment of ``n`` log points on first use and donates
+    the carry.
     """
 
     learner: Learner
@@ -358,6 +366,7 @@ class Program:
     mesh: Mesh
     init: Any
     log: Any
+    export: Any
     carry: Any  # the chunk carry's ShapeDtypeStructs, with their sharding
     compile_s: float
     _runs: dict[int, Any] = dataclasses.field(default_factory=dict)
@@ -444,7 +453,7 @@ def compile_program(learner: Learner, layout: Layout, shapes: LaneShapes) -> Pro
     same description), layout and lane shapes -- another seed, a resume in the same process -- compiles
     nothing (its ``compile_s`` counts only what it compiles itself).
     """
-    leaves, tree = jax.tree.flatten((shapes.carry, shapes.hp, shapes.log))
+    leaves, tree = jax.tree.flatten((shapes.carry, shapes.hp, shapes.log, shapes.final))
     key = (id(learner), json.dumps(learner.describe(), sort_keys=True, default=repr), layout, tuple(leaves), tree,
            tuple(d.id for d in jax.devices()))
     cached = _PROGRAMS.get(key)
@@ -452,14 +461,16 @@ def compile_program(learner: Learner, layout: Layout, shapes: LaneShapes) -> Pro
         _PROGRAMS.move_to_end(key)
         return dataclasses.replace(cached, compile_s=0.0)  # shares the compiled segment runs
     mesh = Mesh(np.asarray(jax.devices()), ("lanes",))
-    program = Program(learner=learner, layout=layout, shapes=shapes, mesh=mesh, init=None, log=None, carry=None,
-                      compile_s=0.0)
+    program = Program(learner=learner, layout=layout, shapes=shapes, mesh=mesh, init=None, log=None, export=None,
+                      carry=None, compile_s=0.0)
     hp = program.lane_structs(shapes.hp)
     keys = jax.ShapeDtypeStruct((layout.chunk, 2), jnp.uint32, sharding=program.sharding)
     index = jnp.int32(0)
     program.init = program._compile(lambda k, h, _: learner.init(k, h), keys, hp, index)
     program.carry = program.init.out_info
     program.log = program._compile(learner.log, program.carry, hp, index)
+    if shapes.final is not None:
+        program.export = program._compile(lambda c, h, _: learner.export(c), program.carry, hp, index)
     _PROGRAMS[key] = program
     while len(_PROGRAMS) > KEEP_PROGRAMS:
         _PROGRAMS.popitem(last=False)
@@ -478,16 +489,33 @@ class Start:
     pieces: list[Piece] = dataclasses.field(default_factory=list)
 
 
-def empty_logs(shapes: LaneShapes, lanes: int, num_logs: int) -> Any:
-    """Host arrays for every lane's logs ``[lanes, num_logs + 1, ...]``, filled as pieces run."""
-    return jax.tree.map(lambda s: np.zeros((lanes, num_logs + 1, *s.shape), s.dtype), shapes.log)
+@dataclasses.dataclass
+class Outputs:
+    """Host arrays of every lane, filled as pieces run: ``logs`` ``[lanes, num_logs + 1, ...]`` and
+    ``finals`` (``learner.export`` at the end, ``[lanes, ...]``; None without it)."""
+
+    logs: Any
+    finals: Any = None
+
+    @classmethod
+    def empty(cls, shapes: LaneShapes, lanes: int, num_logs: int) -> Outputs:
+        def zeros(s: Any, *axes: int) -> np.ndarray:
+            return np.zeros((*axes, *s.shape), s.dtype)
+
+        return cls(logs=jax.tree.map(lambda s: zeros(s, lanes, num_logs + 1), shapes.log),
+                   finals=jax.tree.map(lambda s: zeros(s, lanes), shapes.final))
+
+    def rows(self, start: int, stop: int) -> dict[str, Any]:
+        """Views of lanes ``start .. stop - 1`` as ``{"logs", "finals"}`` (what a finished file holds)."""
+        return {"logs": jax.tree.map(lambda x: x[start:stop], self.logs),
+                "finals": jax.tree.map(lambda x: x[start:stop], self.finals)}
 
 
-def restore(folder: checkpoint.Folder, program: Program, logs: Any) -> Start:
-    """Continue from the newest usable checkpoint in ``folder``: fill ``logs`` with what it holds and
-    return the pieces it left (their carries restored straight onto the devices when a piece is laid
-    out as one chunk of ``program``, else as host arrays); a folder without a complete step starts
-    from the beginning."""
+def restore(folder: checkpoint.Folder, program: Program, outputs: Outputs) -> Start:
+    """Continue from the newest usable checkpoint in ``folder``: fill ``outputs`` with what it holds
+    (finished lanes from their files) and return the pieces it left (their carries restored straight
+    onto the devices when a piece is laid out as one chunk of ``program``, else as host arrays); a
+    folder without a complete step starts from the beginning."""
     def target(meta: dict[str, Any]) -> dict[str, Any]:
         groups = meta["groups"]
         return {
@@ -495,19 +523,21 @@ def restore(folder: checkpoint.Folder, program: Program, logs: Any) -> Start:
                 (g["rows"], *s.shape), s.dtype, sharding=program.sharding if _laid_out(g, program) else None),
                 program.shapes.carry) for g in groups],
             "logs": jax.tree.map(lambda x: jax.ShapeDtypeStruct((groups[-1]["stop"] - meta["done"], *x.shape[1:]),
-                                                                x.dtype), logs),
+                                                                x.dtype), outputs.logs),
         }
 
     found = folder.restore(target)
     if found is None:
         return Start()
     meta = found.meta
-    for entry, arrays in zip(meta["finished"], found.finished):
-        jax.tree.map(lambda dst, src, e=entry: dst.__setitem__(slice(e["start"], e["stop"]), src), logs, arrays)
+    for entry, leaves in zip(meta["finished"], found.finished):
+        rows = outputs.rows(entry["start"], entry["stop"])
+        for dst, src in zip(jax.tree.leaves(rows), leaves, strict=True):
+            dst[...] = src
     pieces = []
     if found.state is not None:
         active = slice(meta["done"], meta["groups"][-1]["stop"])
-        jax.tree.map(lambda dst, src: dst.__setitem__(active, src), logs, found.state["logs"])
+        jax.tree.map(lambda dst, src: dst.__setitem__(active, src), outputs.logs, found.state["logs"])
         for g, carry in zip(meta["groups"], found.state["carry"]):
             carry = carry if _laid_out(g, program) else jax.tree.map(lambda x, n=g["stop"] - g["start"]: x[:n], carry)
             pieces.append(Piece(g["start"], g["stop"], g["logged"], carry))
@@ -529,20 +559,21 @@ class Clock:
     saves: int = 0
 
 
-def _segments(program: Program, grid: Grid, piece: Piece, logs: Any, segment: int,
+def _segments(program: Program, grid: Grid, piece: Piece, outputs: Outputs, segment: int,
               clock: Clock) -> Iterator[tuple[int, Any]]:
-    """Run one piece segment by segment, writing its logs into ``logs``: yields ``(last log point,
-    carry)`` after each segment (the carry is donated to the next one)."""
+    """Run one piece segment by segment, writing its logs (and at the end its export) into
+    ``outputs``: yields ``(last log point, carry)`` after each segment (the carry is donated to the
+    next one)."""
     rows = slice(piece.start, piece.stop)
 
-    def write(points: Any, out: Any) -> None:
-        jax.tree.map(lambda dst, src: dst.__setitem__((rows, points), src[: piece.lanes]), logs, to_host(out))
+    def write(into: Any, out: Any, *points: Any) -> None:
+        jax.tree.map(lambda dst, src: dst.__setitem__((rows, *points), src[: piece.lanes]), into, to_host(out))
 
     t0 = time.perf_counter()
     hp, keys = program.lanes_of(grid, piece)
     if piece.logged == 0:
         carry = program.init(keys, hp, jnp.int32(0))
-        write(0, program.log(carry, hp, jnp.int32(0)))
+        write(outputs.logs, program.log(carry, hp, jnp.int32(0)), 0)
         logged = 1
     else:
         carry, logged = program.carry_of(piece), piece.logged
@@ -551,7 +582,9 @@ def _segments(program: Program, grid: Grid, piece: Piece, logs: Any, segment: in
         run = program.run(end - logged + 1)  # compiled on first use, counted in compile_s
         t0 = time.perf_counter()
         carry, out = run(carry, hp, jnp.int32(logged))
-        write(slice(logged, end + 1), out)
+        write(outputs.logs, out, slice(logged, end + 1))
+        if end == program.learner.num_logs and program.export is not None:
+            write(outputs.finals, program.export(carry, hp, jnp.int32(0)))
         clock.run_s += time.perf_counter() - t0
         logged = end + 1
         yield end, carry
@@ -570,13 +603,12 @@ class Saver:
     done: int
     finished: list[dict[str, Any]]
 
-    def save(self, piece: Piece, logs: Any, pending: list[Piece]) -> None:
+    def save(self, piece: Piece, outputs: Outputs, pending: list[Piece]) -> None:
         """Save ``piece`` (its carry after log point ``piece.logged - 1``) and the restored ``pending``
-        pieces still waiting; a finished piece's logs go to a file of their own instead."""
+        pieces still waiting; a finished piece's logs and export go to a file of their own instead."""
         active = [piece, *pending]
         if piece.logged > self.num_logs:
-            entry = self.folder.write_finished(f"{piece.start}-{piece.stop}",
-                                               jax.tree.map(lambda x: x[piece.start:piece.stop], logs))
+            entry = self.folder.write_finished(f"{piece.start}-{piece.stop}", outputs.rows(piece.start, piece.stop))
             self.finished.append({**entry, "start": piece.start, "stop": piece.stop})
             self.done, active = piece.stop, pending
         meta = {
@@ -589,16 +621,17 @@ class Saver:
         state = None
         if active:  # carries of a chunk on the devices, or restored host rows, and their logs so far
             stop = active[-1].stop
-            state = {"carry": [p.carry for p in active], "logs": jax.tree.map(lambda x: x[self.done:stop], logs)}
+            state = {"carry": [p.carry for p in active],
+                     "logs": jax.tree.map(lambda x: x[self.done:stop], outputs.logs)}
         self.folder.save(self.step, state, meta)
         self.step += 1
 
 
-def run_pieces(program: Program, grid: Grid, pieces: list[Piece], logs: Any, *, segment: int,
+def run_pieces(program: Program, grid: Grid, pieces: list[Piece], outputs: Outputs, *, segment: int,
                start: Start, folder: checkpoint.Folder | None = None,
                progress: Progress | None = None) -> Clock:
-    """Run every piece to the end, writing its logs into ``logs``; after every segment, checkpoint
-    (when ``folder`` is given) and report progress."""
+    """Run every piece to the end, writing its logs and export into ``outputs``; after every segment,
+    checkpoint (when ``folder`` is given) and report progress."""
     num_logs, chunk = program.learner.num_logs, program.layout.chunk
     clock = Clock()
     saver = None
@@ -610,13 +643,13 @@ def run_pieces(program: Program, grid: Grid, pieces: list[Piece], logs: Any, *, 
     chunks_before = math.ceil(start.done / chunk)
     for k, piece in enumerate(pieces):
         logged = max(piece.logged, 1)
-        for end, carry in _segments(program, grid, piece, logs, segment, clock):
+        for end, carry in _segments(program, grid, piece, outputs, segment, clock):
             units_done += piece.lanes * (end + 1 - logged)
             logged = end + 1
             if saver is not None:
                 t0 = time.perf_counter()
                 pending = [p for p in pieces[k + 1:] if p.carry is not None]
-                saver.save(Piece(piece.start, piece.stop, logged, carry), logs, pending)
+                saver.save(Piece(piece.start, piece.stop, logged, carry), outputs, pending)
                 clock.saves += 1
                 clock.checkpoint_s += time.perf_counter() - t0
             if progress is not None:
@@ -700,10 +733,10 @@ def sweep(
                                    resume=resume)
     try:
         program = compile_program(learner, layout, shapes)
-        logs = empty_logs(shapes, grid.lanes, learner.num_logs)
-        start = restore(folder, program, logs) if resume else Start()
+        outputs = Outputs.empty(shapes, grid.lanes, learner.num_logs)
+        start = restore(folder, program, outputs) if resume else Start()
         pieces = plan_pieces(grid.lanes, layout.chunk, start.pieces, start.done)
-        clock = run_pieces(program, grid, pieces, logs, segment=segment, start=start, folder=folder,
+        clock = run_pieces(program, grid, pieces, outputs, segment=segment, start=start, folder=folder,
                            progress=progress)
         if folder is not None:
             t0 = time.perf_counter()
@@ -712,7 +745,7 @@ def sweep(
     finally:
         if folder is not None:
             folder.close()
-    return _result(learner, grid, logs, config, {
+    return _result(learner, grid, outputs, config, {
         "compile_s": program.compile_s,
         "run_s": clock.run_s,
         "checkpoint_s": clock.checkpoint_s,
@@ -728,8 +761,13 @@ def sweep(
     })
 
 
-def _result(learner: Learner, grid: Grid, logs: Any, config: dict[str, Any], timing: dict[str, Any]) -> SweepResult:
+def _result(learner: Learner, grid: Grid, outputs: Outputs, config: dict[str, Any],
+            timing: dict[str, Any]) -> SweepResult:
     shape = [len(v) for v in grid.axes.values()] + [grid.seeds]
+
+    def named(x: np.ndarray) -> np.ndarray:
+        return x.reshape(*shape, *x.shape[1:])
+
     env_steps = grid.lanes * learner.steps
     run_s = timing["run_s"]
     timing = {**timing, "env_steps": env_steps, "lanes": grid.lanes,
@@ -737,6 +775,5 @@ def _result(learner: Learner, grid: Grid, logs: Any, config: dict[str, Any], tim
     names = list(grid.axes)
     coords = {**grid.axes, "seed": list(range(grid.seeds)),
               "t": [i * learner.steps_per_log for i in range(learner.num_logs + 1)]}
-    return SweepResult(axes=[*names, "seed", "t"], coords=coords,
-                       logs={k: v.reshape(*shape, *v.shape[1:]) for k, v in logs.items()},
-                       config=config, timing=timing)
+    return SweepResult(axes=[*names, "seed", "t"], coords=coords, logs=jax.tree.map(named, outputs.logs),
+                       config=config, timing=timing, finals=jax.tree.map(named, outputs.finals))

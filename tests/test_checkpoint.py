@@ -12,7 +12,7 @@ from jax.sharding import PartitionSpec as P
 import jaxq
 from jaxq import checkpoint
 from jaxq.learners import make_learner
-from jaxq.sweep import LaneShapes, compile_program, empty_logs, fingerprint, plan_grid, plan_layout, restore, sweep
+from jaxq.sweep import LaneShapes, Outputs, compile_program, fingerprint, plan_grid, plan_layout, restore, sweep
 
 AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
 RUN = dict(seeds=4, seed=3)
@@ -30,7 +30,11 @@ def reference(learner):
 
 
 def identical(a, b):
-    return set(a.logs) == set(b.logs) and all(np.array_equal(a.logs[k], b.logs[k], equal_nan=True) for k in a.logs)
+    """Bit for bit: every log and every exported leaf."""
+    pairs = [(a.logs, b.logs), (a.finals, b.finals)]
+    return all(jax.tree.structure(x) == jax.tree.structure(y)
+               and all(np.array_equal(u, v, equal_nan=True) for u, v in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+               for x, y in pairs)
 
 
 class Disconnect(Exception):
@@ -119,9 +123,10 @@ def test_restore_says_where_the_run_stands(learner, tmp_path):
     layout = plan_layout(grid.lanes, shapes.lane_bytes(learner.num_logs), 0, jax.device_count(), "cpu", max_lanes=8)
     folder = checkpoint.Folder(tmp_path, {"fingerprint": fingerprint(grid.config(learner)),
                                           "config": grid.config(learner)}, resume=True)
-    logs = empty_logs(shapes, grid.lanes, learner.num_logs)
-    start = restore(folder, compile_program(learner, layout, shapes), logs)
+    outputs = Outputs.empty(shapes, grid.lanes, learner.num_logs)
+    start = restore(folder, compile_program(learner, layout, shapes), outputs)
     folder.close()
+    logs = outputs.logs
     assert (start.step, start.done, [f["name"] for f in start.finished]) == (5, 8, ["0-8"])
     [piece] = start.pieces
     assert (piece.start, piece.stop, piece.logged) == (8, 16, 5)
@@ -182,6 +187,9 @@ class BufferLearner:
     def init(self, key, hp):
         return {"buffer": jax.numpy.zeros(self.slots), "key": key, "t": jax.numpy.int32(0)}
 
+    def export(self, carry):
+        return {"last": carry["buffer"][:3], "t": carry["t"]}
+
     def log(self, carry, hp, index):
         extra = jax.lax.cond(index % 2 == 0, lambda: carry["buffer"].max(), lambda: jax.numpy.float32(jax.numpy.nan))
         return {"mean": carry["buffer"].mean(), "max_at_even": extra}
@@ -209,7 +217,8 @@ def test_large_carries_run_in_budgeted_chunks_and_resume_bit_identically(tmp_pat
     resumed = sweep(learner, axes, seeds=16, seed=1, memory_budget=budget, checkpoint_dir=str(tmp_path / "c"),
                     checkpoint_every=16, resume=True)
     assert resumed.timing["lanes_per_call"] == 8 and resumed.timing["chunks"] == 4
-    assert identical(resumed, whole)
+    assert identical(resumed, whole)  # logs and exports
+    assert whole.finals["last"].shape == (2, 16, 3) and (whole.finals["t"] == 64).all()
     evaluated = whole.logs["max_at_even"]  # logged only at even log points
     assert np.isnan(evaluated[..., 1::2]).all() and not np.isnan(evaluated[..., ::2]).any()
 

@@ -8,7 +8,7 @@ import pytest
 
 import jaxq
 from jaxq.learners import make_learner
-from jaxq.sweep import (LaneShapes, Piece, Start, chunk_rows, compile_program, empty_logs, plan_grid, plan_layout,
+from jaxq.sweep import (LaneShapes, Outputs, Piece, Start, chunk_rows, compile_program, plan_grid, plan_layout,
                         plan_pieces, plan_segment, run_pieces, segment_ends, sweep)
 
 AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
@@ -92,8 +92,9 @@ def test_the_stages_compose_and_a_piece_continues_from_any_log_point(learner, re
     shapes = LaneShapes.of(learner, grid)
     layout = plan_layout(grid.lanes, shapes.lane_bytes(learner.num_logs), 0, jax.device_count(), "cpu", max_lanes=8)
     program = compile_program(learner, layout, shapes)
-    logs = empty_logs(shapes, grid.lanes, learner.num_logs)
-    run_pieces(program, grid, plan_pieces(grid.lanes, layout.chunk, []), logs, segment=2, start=Start())
+    outputs = Outputs.empty(shapes, grid.lanes, learner.num_logs)
+    run_pieces(program, grid, plan_pieces(grid.lanes, layout.chunk, []), outputs, segment=2, start=Start())
+    logs = outputs.logs
     np.testing.assert_array_equal(logs["error"].reshape(2, 2, 4, 7), reference.logs["error"])
 
     piece = Piece(4, 12)
@@ -101,9 +102,9 @@ def test_the_stages_compose_and_a_piece_continues_from_any_log_point(learner, re
     carry = program.init(keys, hp, jnp.int32(0))
     carry, _ = program.run(2)(carry, hp, jnp.int32(1))
     host = jax.tree.map(lambda x: np.asarray(x)[: piece.lanes], carry)  # lanes 4 .. 11 after log point 2
-    again = empty_logs(shapes, grid.lanes, learner.num_logs)
+    again = Outputs.empty(shapes, grid.lanes, learner.num_logs)
     run_pieces(program, grid, [Piece(4, 12, 3, host)], again, segment=2, start=Start(done=4))
-    np.testing.assert_array_equal(again["error"][4:12, 3:], logs["error"][4:12, 3:])
+    np.testing.assert_array_equal(again.logs["error"][4:12, 3:], logs["error"][4:12, 3:])
 
 
 # -- plan, without compiling ----------------------------------------------------------------------
