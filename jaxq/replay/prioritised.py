@@ -87,13 +87,13 @@ class PrioritisedBuffer(ReplayBuffer):
     def _draw(self, state: ReplayState, key: jax.Array, batch_size: int, hp: HParams | None,
               progress: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         self.check_hparams(hp)
-        indices, leaf, total = sumtree.sample(state.tree, self.capacity, key, batch_size)
+        memory = self.weights == "memory"
+        indices, leaf, total, smallest = sumtree.sample(state.tree, self.capacity, key, batch_size, memory)
         probabilities = jnp.where(total > 0, leaf / jnp.where(total > 0, total, 1.0), 0.0)
-        if self.weights == "batch":
-            reference = jnp.min(jnp.where(probabilities > 0, probabilities, jnp.inf))
+        if memory:
+            reference = smallest / total
         else:
-            leaves = sumtree.leaves(state.tree, self.capacity)
-            reference = jnp.min(jnp.where(leaves > 0, leaves, jnp.inf)) / total
+            reference = jnp.min(jnp.where(probabilities > 0, probabilities, jnp.inf))
         beta = anneal(hp["beta"], hp["beta_final"], progress)
         safe = jnp.where(probabilities > 0, probabilities, 1.0)
         weights = jnp.where(probabilities > 0, jnp.minimum(reference / safe, 1.0) ** beta, 0.0)

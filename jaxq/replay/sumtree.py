@@ -65,7 +65,9 @@ def _recompute_top(tree: jax.Array, level: int) -> jax.Array:
     above = [tree[offset(level):offset(level + 1)]]
     for _ in range(level):
         above.append(above[-1].reshape(-1, 2).sum(axis=1))
-    return tree.at[:offset(level)].set(jnp.concatenate(above[:0:-1]))
+    top = jnp.arange(offset(level))
+    return tree.at[top].set(jnp.concatenate(above[:0:-1]), mode="promise_in_bounds", unique_indices=True,
+                            indices_are_sorted=True)
 
 
 def set_leaves(tree: jax.Array, capacity: int, slots: jax.Array, values: jax.Array) -> jax.Array:
@@ -92,29 +94,39 @@ def set_leaves(tree: jax.Array, capacity: int, slots: jax.Array, values: jax.Arr
     return _recompute_top(tree, dense)
 
 
-def sample(tree: jax.Array, capacity: int, key: jax.Array, n: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+def sample(tree: jax.Array, capacity: int, key: jax.Array, n: int,
+           smallest: bool = False) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Stratified proportional sampling of ``n`` slots.
 
     Query ``j`` is ``u_j * total`` with ``u_j = (j + U[0, 1)) / n``; it descends from the root,
     going right when it is ``>=`` the left child's sum (and the right child is positive),
-    subtracting the left sum. Returns ``(slots, leaf_values, total)``; all zeros (slot 0) when the
-    tree is empty.
+    subtracting the left sum. Returns ``(slots, leaf_values, total, smallest_leaf)``, the last the
+    smallest positive leaf of the whole tree when ``smallest`` (an ``O(N)`` reduction), else ``inf``.
+    An empty tree gives slot 0 with leaf and total 0.
     """
     levels = depth(capacity)
+    low = jnp.float32(jnp.inf)
     if levels == 0:
-        return jnp.zeros(n, jnp.int32), jnp.broadcast_to(tree[0], (n,)), tree[0]
+        low = jnp.where(tree[0] > 0, tree[0], low) if smallest else low
+        return jnp.zeros(n, jnp.int32), jnp.broadcast_to(tree[0], (n,)), tree[0], low
     u = (jnp.arange(n, dtype=jnp.float32) + jax.random.uniform(key, (n,))) / n
     query = u * tree[0]
 
+    def smallest_leaf():
+        bottom = tree[offset(levels):]
+        return jnp.min(jnp.where(bottom > 0, bottom, jnp.inf))
+
     def down(level, carry):
-        idx, query, value, root = carry
+        idx, query, value, root, low = carry
         child = offset(level) + 2 * idx
         left, right = tree[child], tree[child + 1]
         right_way = (query >= left) & (right > 0)
         root = jnp.where(level == 1, left[0] + right[0], root)  # == tree[0], read inside the loop
+        if smallest:  # computed in the loop too, so no read of this tree is left for after it
+            low = jax.lax.cond(level == 1, smallest_leaf, lambda: low)
         return (2 * idx + right_way.astype(jnp.int32), jnp.where(right_way, query - left, query),
-                jnp.where(right_way, right, left), root)
+                jnp.where(right_way, right, left), root, low)
 
-    init = (jnp.zeros(n, jnp.int32), query, jnp.zeros(n, jnp.float32), jnp.float32(0.0))
-    idx, _, value, root = jax.lax.fori_loop(1, levels + 1, down, init)
-    return idx, value, root
+    init = (jnp.zeros(n, jnp.int32), query, jnp.zeros(n, jnp.float32), jnp.float32(0.0), low)
+    idx, _, value, root, low = jax.lax.fori_loop(1, levels + 1, down, init)
+    return idx, value, root, low
