@@ -53,7 +53,7 @@ def test_sampling_frequencies_match_p_for_priorities_spanning_nine_decades():
     n = 1000
     leaves = 10.0 ** rng.uniform(-6, 3, n)
     leaves[rng.choice(n, 50, replace=False)] = 0.0  # never drawn
-    tree = sumtree.from_leaves(jnp.pad(jnp.asarray(leaves, jnp.float32), (0, 1024 - n)))
+    tree = sumtree.build(jnp.asarray(leaves, jnp.float32), n)
     p = leaves / leaves.sum()
     calls = 2000
     counts = draw_counts(lambda k: sumtree.sample(tree, n, k, 256)[0], n, calls)
@@ -62,7 +62,7 @@ def test_sampling_frequencies_match_p_for_priorities_spanning_nine_decades():
     assert counts[leaves == 0].sum() == 0
 
     # the bound catches a wrong law: a tree over p^0.9, and one that drops the guard against zero children
-    wrong = sumtree.from_leaves(jnp.pad(jnp.asarray(leaves**0.9, jnp.float32), (0, 1024 - n)))
+    wrong = sumtree.build(jnp.asarray(leaves**0.9, jnp.float32), n)
     assert total_variation(draw_counts(lambda k: sumtree.sample(wrong, n, k, 256)[0], n, calls), p) > 5 * bound
 
     def biased(key):  # a classic bug: one uniform draw shared by the whole batch instead of stratification
@@ -126,7 +126,7 @@ def test_ten_to_the_six_updates_keep_the_root_exact_and_never_draw_a_zero_leaf()
     leaves = np.asarray(sumtree.leaves(tree, capacity), np.float64)
     assert abs(float(tree[0]) - leaves.sum()) <= 1e-6 * leaves.sum()
     # every parent is exactly the float32 sum of its children, as if built from scratch
-    np.testing.assert_array_equal(tree, sumtree.from_leaves(tree[1023:]))
+    np.testing.assert_array_equal(tree, sumtree.build(sumtree.leaves(tree, capacity), capacity))
 
 
 # -- the ring -----------------------------------------------------------------------------------------
@@ -152,6 +152,16 @@ def test_new_items_enter_at_the_running_max_priority():
     leaves = np.asarray(sumtree.leaves(state.tree, 16))
     np.testing.assert_allclose(leaves[4:6], (9.0 + 1e-6) ** 0.5, rtol=1e-6)
     assert np.all(leaves[6:] == 0)
+
+
+@pytest.mark.parametrize("name", ["uniform", "per"])
+def test_a_traced_empty_buffer_samples_slot_zero_with_weight_zero(name):
+    buffer = replay.make(name, capacity=8)
+    hp = buffer.hparams()
+    sample = jax.jit(buffer.sample, static_argnums=2)(buffer.init(ITEM), jax.random.PRNGKey(0), 4, hp, 0.0)
+    np.testing.assert_array_equal(sample.indices, 0)
+    np.testing.assert_array_equal(sample.probabilities, 0.0)
+    np.testing.assert_array_equal(sample.weights, 0.0)
 
 
 # -- duplicates ---------------------------------------------------------------------------------------

@@ -114,8 +114,7 @@ class PrioritisedBuffer(ReplayBuffer):
 
     def _rebuild(self, slot_priorities: jax.Array) -> jax.Array:
         """The tree over ``float32[capacity]`` priorities (0 for unwritten slots), in ``O(N)``."""
-        padding = (1 << sumtree.depth(self.capacity)) - self.capacity
-        return sumtree.from_leaves(jnp.pad(slot_priorities, (0, padding)))
+        return sumtree.build(slot_priorities, self.capacity)
 
 
 @dataclasses.dataclass(frozen=True)
