@@ -107,7 +107,7 @@ def test_importance_weights_follow_the_formula_with_beta_annealed(weights):
 
 
 def test_ten_to_the_six_updates_keep_the_root_exact_and_never_draw_a_zero_leaf():
-    capacity, batch, rounds = 1000, 1000, 1000  # 10^6 leaf writes, duplicates included
+    capacity, batch, rounds = 30000, 500, 2000  # 10^6 leaf writes, duplicates included; sparse and dense levels
     tree = sumtree.empty(capacity)
 
     def round_(carry, t):
@@ -286,6 +286,8 @@ def test_bad_input_is_a_value_error_naming_it_before_anything_compiles():
         buffer.sample(state, jax.random.PRNGKey(0), 4, hp, 1.5)
     with pytest.raises(ValueError, match="hp lacks 'omega'"):
         buffer.sample(state, jax.random.PRNGKey(0), 4, {k: v for k, v in hp.items() if k != "omega"}, 0.0)
+    with pytest.raises(ValueError, match="hp lacks 'alpha'"):
+        buffer.sample(state, jax.random.PRNGKey(0), 4)
     with pytest.raises(ValueError, match="alpha=2"):
         buffer.sample(state, jax.random.PRNGKey(0), 4, {**hp, "alpha": jnp.float32(2.0)}, 0.0)
     with pytest.raises(ValueError, match="k=20 items"):

@@ -85,10 +85,6 @@ class ReplayBuffer:
     def __post_init__(self) -> None:
         check_count(self.capacity, "capacity")
 
-    def static_config(self) -> dict[str, Any]:
-        """The buffer's name and static settings, for reports."""
-        return {"replay": self.name, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}}
-
     # -- hyper-parameters -------------------------------------------------------------------------
     def hparams(self, **values: Any) -> HParams:
         """The buffer's hyper-parameters as float32 scalars: defaults, overridden by ``values``.
@@ -103,8 +99,9 @@ class ReplayBuffer:
         merged = {name: values.get(name, h.default) for name, h in self.hyperparameters.items()}
         return {name: jnp.asarray(self.hyperparameters[name].check(v), jnp.float32) for name, v in merged.items()}
 
-    def check_hparams(self, hp: HParams) -> None:
+    def check_hparams(self, hp: HParams | None) -> None:
         """Every hyper-parameter is present; those with concrete values pass their checks."""
+        hp = {} if hp is None else hp
         missing = [name for name in self.hyperparameters if name not in hp]
         if missing:
             raise ValueError(f"hp lacks {', '.join(map(repr, missing))}, needed by replay {self.name!r}; "

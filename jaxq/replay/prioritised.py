@@ -15,6 +15,7 @@ seen at least once. The rules differ in how TD errors become leaves.
 from __future__ import annotations
 
 import dataclasses
+
 import jax
 import jax.numpy as jnp
 

@@ -99,13 +99,14 @@ def set_leaves(tree: jax.Array, capacity: int, slots: jax.Array, values: jax.Arr
 
     A slot given several times gets the largest of its values (a scatter-max, so the result does
     not depend on the order in which the backend applies duplicate writes). Levels of at most
-    ``len(slots)`` nodes are recomputed densely; below them each level is one batched read of the
-    touched parents' children and one batched scatter of their sums.
+    ``64 len(slots)`` nodes are recomputed densely (cheaper there than scattered updates); below
+    them each level is one batched read of the touched parents' children and one scatter of their
+    sums.
     """
     levels = depth(capacity)
     node = offset(levels) + slots
     tree = tree.at[node].set(0.0).at[node].max(values.astype(jnp.float32))
-    dense = min(levels, max(0, slots.shape[0].bit_length() - 1) // _BITS)
+    dense = min(levels, (slots.shape[0].bit_length() + 5) // _BITS)  # levels of <= 64 len(slots) nodes
 
     def up(i, carry):
         tree, idx = carry
