@@ -1,8 +1,9 @@
 """``jaxq bench replay``: prioritised replay throughput, jaxq against flashbax, side by side in one run.
 
 Both buffers hold LunarLander-sized transitions (obs and next_obs ``float32[8]``, action, reward,
-terminated, truncated: 74 bytes), capacity ``2**17`` per lane, and run as one jitted ``lax.scan`` of
-``STEPS`` iterations with the state donated, ``vmap``-ed over 1 and 256 lanes (independent buffers):
+terminated, truncated: 74 bytes), capacity ``2**17`` per lane (2.5 GB of storage at 256 lanes; one
+buffer is alive at a time), and run as one jitted ``lax.scan`` of 20 iterations with the state
+donated, ``vmap``-ed over 1 and 256 lanes (independent buffers):
 
 * **sample + update**: draw a batch of 256 (stratified, proportional, alpha 0.6), compute the
   importance weights ``(N P)^-beta / max`` (jaxq returns them; for flashbax the step computes them
