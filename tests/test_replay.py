@@ -61,15 +61,14 @@ def test_sampling_frequencies_match_p_for_priorities_spanning_nine_decades():
     assert total_variation(counts, p) < bound
     assert counts[leaves == 0].sum() == 0
 
-    # the bound catches a wrong law: a tree over p^0.9, and one that drops the guard against zero children
+    # the bound catches wrong laws: a tree over p^0.9, and leaves rewritten without their ancestors
     wrong = sumtree.build(jnp.asarray(leaves**0.9, jnp.float32), n)
     assert total_variation(draw_counts(lambda k: sumtree.sample(wrong, n, k, 256)[0], n, calls), p) > 5 * bound
-
-    def biased(key):  # a classic bug: one uniform draw shared by the whole batch instead of stratification
-        u = jax.random.uniform(key) * jnp.ones(256)
-        return jnp.clip(jnp.searchsorted(jnp.cumsum(jnp.asarray(p, jnp.float32)), u), 0, n - 1)
-
-    assert total_variation(draw_counts(biased, n, calls), p) > 5 * bound
+    shrunk = leaves * rng.uniform(0.01, 1.0, n)
+    stale = tree.at[sumtree.offset(sumtree.depth(n)) + jnp.arange(n)].set(jnp.asarray(shrunk, jnp.float32))
+    q = shrunk / shrunk.sum()
+    counts = draw_counts(lambda k: sumtree.sample(stale, n, k, 256)[0], n, calls)
+    assert total_variation(counts, q) > 5 * multinomial_tv(q, calls * 256)
 
 
 def test_buffer_sample_reports_the_probabilities_it_draws_with():
