@@ -17,12 +17,14 @@ BENCHMARKS: dict[str, str] = {
     "tabular": "jaxq.bench.tabular",
     "mlp": "jaxq.bench.mlp",
     "lunar": "jaxq.bench.lunar",
+    "replay": "jaxq.bench.replay",
 }
 # the peer packages each benchmark imports (the `bench` extra installs them all)
 PEERS: dict[str, tuple[str, ...]] = {
     "tabular": (),
     "mlp": ("torch",),
     "lunar": ("gymnasium", "Box2D"),
+    "replay": ("flashbax",),
 }
 
 
