@@ -16,7 +16,8 @@ lanes of ONE compiled program:
   state is checkpointed between segments and a run can be resumed.
 
 The sweep knows nothing about any particular learner: it needs ``defaults``, ``encode``, ``init``,
-``run``, ``log``, ``describe`` and the step counts (see :class:`jaxq.learners.base.OnlineLearner`).
+``run``, ``log``, ``describe`` and the step counts (see :class:`jaxq.learners.base.OnlineLearner`),
+and hands back ``export(carry)`` of every lane at the end when the learner has one.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class SweepResult:
         logs: metric name -> array ``[*grid, seeds, T, ...]``.
         config: fixed hyper-parameters, axes, seeds, and the learner's description.
         timing: compile seconds, run seconds, environment steps and steps per second, lanes, chunks.
+        finals: what each lane hands back at the end (``learner.export(carry)``, e.g. its network's
+            parameters), every leaf ``[*grid, seeds, ...]``; None for learners without ``export``.
     """
 
     axes: list[str]
@@ -73,6 +76,7 @@ class SweepResult:
     logs: dict[str, np.ndarray]
     config: dict[str, Any]
     timing: dict[str, Any]
+    finals: Any = None
 
     @property
     def grid_axes(self) -> list[str]:
@@ -251,9 +255,14 @@ def sweep(
     run_fns = {n: compiled(lambda c, h, first, n=n: learner.run(c, h, first, n), carry_template, hp0, index0,
                            donate=True)
                for n in sorted(set(segment_lengths))}
+    exports = hasattr(learner, "export")
+    if exports:
+        export_fn = compiled(lambda c, h, _: learner.export(c), carry_template, hp0, index0)
+        export_template = export_fn.out_info
 
     # -- resume ----------------------------------------------------------------------------------
     start_chunk, start_segment, done_logs, partial, carry = 0, 0, [], None, None
+    done_finals: list[Any] = []
     if checkpoint_dir is not None:
         step = checkpoint.latest_step(checkpoint_dir)
         if step is not None and not resume:
@@ -265,12 +274,22 @@ def sweep(
                 "carry": jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), carry_template),
                 "partial": zeros_logs(chunk, 1 + sum(segment_lengths[:saved_segments])),
             }
+            finished = saved_segments == len(segment_lengths)  # saved at the end of a chunk
             if saved_chunk:  # logs of the chunks finished before the saved one
                 like["done"] = zeros_logs(saved_chunk * chunk, learner.num_logs + 1)
+            if exports:
+                zeros = lambda n: jax.tree.map(lambda s: np.zeros((n, *s.shape[1:]), s.dtype), export_template)  # noqa: E731
+                if saved_chunk:
+                    like["done_finals"] = zeros(saved_chunk * chunk)
+                if finished:
+                    like["final"] = zeros(chunk)
             state, _ = checkpoint.restore(checkpoint_dir, like, fingerprint, step)
             done_logs = [state["done"]] if saved_chunk else []
-            if saved_segments == len(segment_lengths):  # saved at the end of a chunk
+            done_finals = [state["done_finals"]] if exports and saved_chunk else []
+            if finished:
                 done_logs.append(state["partial"])
+                if exports:
+                    done_finals.append(state["final"])
                 start_chunk = saved_chunk + 1
             else:
                 start_chunk, start_segment = saved_chunk, saved_segments
@@ -292,16 +311,25 @@ def sweep(
             first = jnp.int32(1 + sum(segment_lengths[:s]))
             carry, logs = run_fns[segment_lengths[s]](carry, hp_c, first)
             partial = jax.tree.map(lambda a, b: np.concatenate([a, np.asarray(b)], axis=1), partial, logs)
+            last = s == len(segment_lengths) - 1
+            if exports and last:
+                final = jax.tree.map(np.asarray, export_fn(carry, hp_c, index0))
             run_s += time.perf_counter() - t0
             if checkpoint_dir is not None:
                 state = {"carry": carry, "partial": partial}
                 if done_logs:
                     state["done"] = jax.tree.map(lambda *xs: np.concatenate(xs), *done_logs)
+                if exports and done_finals:
+                    state["done_finals"] = jax.tree.map(lambda *xs: np.concatenate(xs), *done_finals)
+                if exports and last:
+                    state["final"] = final
                 checkpoint.save(checkpoint_dir, c * len(segment_lengths) + s + 1, state,
                                 {"fingerprint": fingerprint, "chunk": c, "segment": s + 1})
             if progress is not None:
                 progress((c * learner.num_logs + sum(segment_lengths[: s + 1])) / total, run_s)
         done_logs.append(partial)
+        if exports:
+            done_finals.append(final)
         carry = None
 
     stacked = jax.tree.map(lambda *xs: np.concatenate(xs)[:lanes], *done_logs)
@@ -323,5 +351,9 @@ def sweep(
         "backend": jax.default_backend(),
     }
     coords = {**{n: given[n] for n in grid_names}, "seed": list(range(seeds)), "t": steps_t}
-    return SweepResult(axes=[*grid_names, "seed", "t"], coords=coords, logs=logs, config=config, timing=timing)
+    finals = None
+    if exports:
+        finals = jax.tree.map(lambda *xs: np.concatenate(xs)[:lanes].reshape(*shape, *xs[0].shape[1:]), *done_finals)
+    return SweepResult(axes=[*grid_names, "seed", "t"], coords=coords, logs=logs, config=config, timing=timing,
+                       finals=finals)
 
