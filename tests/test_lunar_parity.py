@@ -24,7 +24,7 @@ import jaxq
 from jaxq.envs.lunar_lander import state_from_bodies
 from jaxq.envs.lunar_lander.heuristic import heuristic_action
 from jaxq.envs.lunar_lander.render import BODY_FILL, render
-from jaxq.studies.lunar_parity import (SETUPS, batch_transition, episode_stats, paired_stats,
+from jaxq.envs.lunar_lander.parity.compare import (SETUPS, batch_transition, episode_stats, paired_stats,
                                        run_port_episodes, run_port_paired)
 
 FLIGHT_TOL = 1e-3  # issue target, every observation component, one step
@@ -39,7 +39,7 @@ def ref():
     """The Box2D reference harness (skips the test without gymnasium and Box2D)."""
     pytest.importorskip("gymnasium")
     pytest.importorskip("Box2D")
-    return importlib.import_module("jaxq.studies.box2d_reference")
+    return importlib.import_module("jaxq.envs.lunar_lander.parity.box2d_reference")
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""LunarLander parity study: the JAX port and Gymnasium's Box2D environment, side by side.
+"""LunarLander parity run: the JAX port and Gymnasium's Box2D environment, side by side.
 
 For each reference policy (discrete and continuous heuristic, uniform random, no-op):
 
@@ -280,12 +280,12 @@ def _difference(port: dict[str, Any], box2d: dict[str, Any]) -> dict[str, float]
 # ------------------------------------------------------------------------------------ reference
 
 def load_reference() -> ModuleType:
-    """The Box2D reference harness, :mod:`jaxq.studies.box2d_reference`.
+    """The Box2D reference harness, :mod:`jaxq.envs.lunar_lander.parity.box2d_reference`.
 
     Raises:
         ImportError: when the optional ``gymnasium[box2d]`` is not installed.
     """
-    return importlib.import_module("jaxq.studies.box2d_reference")
+    return importlib.import_module("jaxq.envs.lunar_lander.parity.box2d_reference")
 
 
 def envelope(ref: ModuleType, max_steps: int = 600) -> dict[str, Any]:
