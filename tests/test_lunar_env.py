@@ -22,6 +22,10 @@ from jaxq.envs.lunar_lander import terrain
 
 PAD_Y = 0.99 * C.HELIPAD_Y  # the pad's surface: the 0.33 smoothing of three pad heights
 EXTENDED_Q = 0.3995  # |joint angle| of a leg resting on its extended limit
+# Joint warm starts of legs that have rested on their limits for six steps, as in the Box2D drops
+# of the spec (the motor impulse grows by 0.0965 N m s per step there, up to 0.8): pin x, pin y,
+# limit, motor of legs[0] and legs[1].
+SETTLED_IMPULSES = np.array([[0.0, 0.0, 0.579, -0.579], [0.0, 0.0, -0.579, 0.579]], np.float32)
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -69,7 +73,8 @@ def drop(vy: float, angle: float = 0.0, gap: float = 0.03):
 
 def stack_states(params, bodies_list, heights=None):
     heights = flat_heights() if heights is None else heights
-    states = [LL.state_from_bodies(params, terrain_heights=heights, **b) for b in bodies_list]
+    states = [LL.state_from_bodies(params, terrain_heights=heights, joint_impulses=SETTLED_IMPULSES, **b)
+              for b in bodies_list]
     return jax.tree.map(lambda *x: jnp.stack(x), *states)
 
 
@@ -264,9 +269,9 @@ def test_single_environment_step_matches_batched_near_a_slope(discrete, rollout,
         ({"wind_power": 20.5}, ["wind_power", "20.5", "[0, 20]"]),
         ({"wind_power": -1}, ["wind_power"]),
         ({"turbulence_power": 2.5}, ["turbulence_power", "[0, 2]"]),
-        ({"newton_iterations": 0}, ["newton_iterations", "[1, inf)"]),
+        ({"velocity_iterations": 0}, ["velocity_iterations", "[1, inf)"]),
         ({"position_iterations": -2}, ["position_iterations"]),
-        ({"newton_iterations": 2.5}, ["newton_iterations"]),
+        ({"velocity_iterations": 2.5}, ["velocity_iterations"]),
         ({"max_steps_in_episode": 0}, ["max_steps_in_episode"]),
         ({"enable_wind": "yes"}, ["enable_wind"]),
         ({"leg_motor_torque": 0.0}, ["leg_motor_torque"]),
@@ -407,15 +412,16 @@ def test_contact_flags_lag_one_step(rollout):
     assert flags[0].tolist() == [0.0, 0.0] and flags[1].tolist() == [1.0, 1.0]
 
 
-def test_more_newton_iterations_change_nothing(rollout):
-    """The default iteration count already finds the exact solution of every step's velocity
-    problem: landings and crashes are the same with four times as many iterations."""
-    cases = [drop(1.2), drop(0.6, 0.12), drop(1.8, -0.05), drop(2.0), drop(2.1)]
-    cases += [drop(0.3, 0.2), drop(0.5, -0.25)]
-    obs_a, rew_a, term_a = rollout(cases)
-    obs_b, rew_b, term_b = rollout(cases, params=LL.make_params(newton_iterations=25))
-    assert np.array_equal(term_a, term_b) and np.allclose(rew_a, rew_b, atol=1e-3)
-    assert np.max(np.abs(obs_a - obs_b)) < 1e-4
+def test_velocity_iterations_matter_only_on_the_ground(rollout):
+    """The original's 180 sweeps have converged in flight but not on the ground: in flight the
+    port gives the same states with 1000 sweeps, after touchdown it does not (as Box2D with more
+    iterations does not), and the legs then hold the hull differently."""
+    cases = [drop(1.2), drop(0.6, 0.12), drop(1.8, -0.05), drop(0.5, -0.2)]
+    more = LL.make_params(velocity_iterations=1000)
+    obs_a, _, _ = rollout(cases)
+    obs_b, _, _ = rollout(cases, params=more)
+    assert np.max(np.abs(obs_a[:2] - obs_b[:2])) < 1e-5  # the first two steps are in flight
+    assert obs_a[3, :, 6:].any() and np.max(np.abs(obs_a[3:12] - obs_b[3:12])) > 1e-2
 
 
 # --- rewards ------------------------------------------------------------------------------------

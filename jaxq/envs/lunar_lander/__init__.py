@@ -35,7 +35,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "leg_friction": (0.0, None, False, False),
     "terrain_friction": (0.0, None, False, False),
 }
-_COUNTS = ("max_steps_in_episode", "newton_iterations", "position_iterations")
+_COUNTS = ("max_steps_in_episode", "velocity_iterations", "position_iterations")
 
 
 def make_params(**overrides: Any) -> EnvParams:

@@ -1,17 +1,22 @@
 """LunarLander parity run: the JAX port and Gymnasium's Box2D environment, side by side.
 
-For each reference policy (discrete and continuous heuristic, uniform random, no-op):
+For each pilot (discrete and continuous heuristic, uniform random, no-op, and every learned pilot
+stored with the harness, see :mod:`.pilots`):
 
 * N episodes on each side: Box2D ``reset(seed=i)`` for i < N in a plain loop; the port, N vmapped
-  lanes with independent keys. Compared with the issue's targets and with each other.
+  lanes with independent keys. The port must match Box2D: mean return within
+  ``max(10, 2.5 x combined s.e.)``, landing and crash rates within 3 points, and every on-ground
+  statistic (:mod:`.ground`) within 20 %. The built-in pilots are also held to the spec's values.
 * Paired replays: each Box2D episode replayed in the port from Box2D's post-reset state, with the
-  same engine noise and, for the random and no-op policies, the same actions. Any difference then
-  comes from the physics, which makes these comparisons far sharper than the unpaired ones.
-* Two variants of Box2D on the same seeds, for diagnosis: without its continuous (time-of-impact)
-  collision, and with 3000 velocity iterations (a converged contact solve).
+  same engine noise and, for the random and no-op policies, the same actions (the other pilots fly
+  closed loop on the port's own observations). Any difference then comes from the physics, which
+  makes these comparisons far sharper than the unpaired ones; the step at which the two runs part
+  is recorded.
+* For the built-in pilots, a variant of Box2D on the same seeds, for diagnosis: without its
+  continuous (time-of-impact) collision.
 
 Then the landing envelope: vertical and tilted drops onto a flat pad from the very same injected
-body states. Writes ``summary.json`` (both sides, the targets, a pass/fail line per row),
+body states (the tilt envelope: the smallest tilt on each side whose drop crashes). Writes ``summary.json`` (both sides, the targets, a pass/fail line per row),
 ``curves.npz`` (every episode's return, length and outcome; the envelope sweeps) and
 ``histograms.png``.
 
@@ -36,6 +41,7 @@ import jaxq
 from jaxq.envs import env_step
 from jaxq.envs.lunar_lander import state_from_bodies, transition
 from jaxq.envs.lunar_lander.heuristic import heuristic_action
+from jaxq.envs.lunar_lander.parity import ground, pilots
 from jaxq.studies.common import pick, study_main, write_outputs
 from jaxq.validation import check_choice
 
@@ -47,40 +53,50 @@ ENV_IDS = {False: "LunarLander-v3", True: "LunarLanderContinuous-v3"}
 
 @dataclasses.dataclass(frozen=True)
 class Setup:
-    """One row of the comparison: a policy in the discrete or continuous env, and its targets.
+    """One row of the comparison: a pilot in the discrete or continuous env.
 
-    ``return_target``/``length_target`` are (centre, half-width) for the mean over episodes;
-    ``min_landing`` a lower bound on the fraction of episodes that end asleep (landed).
+    ``return_target``/``length_target`` (built-in pilots only) are the spec's (centre, half-width)
+    for the mean over episodes; ``min_landing`` a lower bound on the fraction that lands.
     """
 
     name: str
     policy: str
     continuous: bool
-    return_target: tuple[float, float]
+    return_target: tuple[float, float] | None = None
     length_target: tuple[float, float] | None = None
     min_landing: float | None = None
 
 
-SETUPS = (
+BUILTIN_SETUPS = (
     Setup("heuristic_discrete", "heuristic", False, (243.0, 10.0), min_landing=0.88),
     Setup("heuristic_continuous", "heuristic", True, (283.0, 10.0)),
     Setup("random", "random", False, (-177.0, 15.0), length_target=(94.0, 10.0)),
     Setup("noop", "noop", False, (-135.0, 10.0), length_target=(70.0, 5.0)),
 )
-# Box2D variants run next to the reference, to tell which idealisation of it the port reproduces:
-# without its continuous (time-of-impact) collision, and with its velocity solve converged.
-BOX2D_VARIANTS = {"no_continuous_collision": {"continuous_collision": False},
-                  "velocity_iterations_3000": {"velocity_iterations": 3000}}
+RETURN_TOLERANCE = 10.0  # port - Box2D mean return within max(this, 2.5 combined s.e.)
+RETURN_SE_FACTOR = 2.5
+RATE_TOLERANCE = 0.03  # landing and crash rates within 3 points
+
+
+def setups() -> tuple[Setup, ...]:
+    """The built-in pilots, then one row per stored learned pilot (discrete)."""
+    return BUILTIN_SETUPS + tuple(Setup(name, name, False) for name in pilots.available())
+
+
+SETUPS = BUILTIN_SETUPS  # kept for the tests' small distribution checks
+# A Box2D variant run next to the reference, to show what its continuous (time-of-impact)
+# collision, which the port emulates, is worth.
+BOX2D_VARIANTS = {"no_continuous_collision": {"continuous_collision": False}}
 DROP_SPEEDS = np.round(np.arange(0.2, 2.401, 0.05), 2)  # m/s, vertical, angle 0
 TILTS = np.round(np.arange(-0.3, 0.301, 0.02), 2)  # rad, at a vertical speed of TILT_SPEED
 TILT_SPEED = 0.5
+TILT_TOLERANCE = 0.02  # rad: the port's tilt envelope within this of Box2D's on each side
 
 
 # ------------------------------------------------------------------------------------ port episodes
 
-def _policy_action(policy: jax.Array, key: jax.Array, obs: jax.Array,
-                   continuous: bool) -> jax.Array:
-    """The action of policy number ``policy`` (an index into POLICIES) for one observation."""
+def _builtin_action(index: jax.Array, key: jax.Array, obs: jax.Array, continuous: bool) -> jax.Array:
+    """The action of built-in pilot number ``index`` (into POLICIES) for one observation."""
     if continuous:
         branches = [lambda k, o: heuristic_action(o, True),
                     lambda k, o: jax.random.uniform(k, (2,), minval=-1.0, maxval=1.0),
@@ -89,7 +105,24 @@ def _policy_action(policy: jax.Array, key: jax.Array, obs: jax.Array,
         branches = [lambda k, o: heuristic_action(o, False),
                     lambda k, o: jax.random.randint(k, (), 0, 4),
                     lambda k, o: jnp.zeros((), jnp.int32)]
-    return jax.lax.switch(policy, branches, key, obs)
+    return jax.lax.switch(index, branches, key, obs)
+
+
+def _policy(policy: str, continuous: bool) -> tuple[Any, Any]:
+    """``(activation, args)``: ``activation`` None for a built-in pilot (``args`` its index), else
+    the learned pilot's activation (``args`` its layers)."""
+    if policy in POLICIES:
+        return None, jnp.asarray(POLICIES.index(policy))
+    if continuous:
+        raise ValueError(f"policy={policy!r} is a discrete pilot; it cannot fly the continuous env")
+    pilot = pilots.load(policy)
+    return pilot.activation, pilot.params
+
+
+def _act(activation: str | None, args: Any, key: jax.Array, obs: jax.Array, continuous: bool):
+    if activation is None:
+        return _builtin_action(args, key, obs, continuous)
+    return pilots.act_jax(args, activation, obs)
 
 
 def _outcome_code(reward: jax.Array, obs: jax.Array, truncated: jax.Array) -> jax.Array:
@@ -102,24 +135,28 @@ def _outcome_code(reward: jax.Array, obs: jax.Array, truncated: jax.Array) -> ja
 
 
 @functools.lru_cache(maxsize=None)
-def _episode_runner(continuous: bool, n: int, chunk: int) -> tuple[Callable, Callable, int]:
-    """Jitted ``(start(key), advance(carry, key, policy))`` for ``n`` lanes, and the time limit.
+def _episode_runner(continuous: bool, n: int, chunk: int,
+                    activation: str | None) -> tuple[Callable, Callable, int]:
+    """Jitted ``(start(key), advance(carry, key, args))`` for ``n`` lanes, and the time limit.
 
-    Cached, and with the policy a traced index, so every policy shares one compilation.
+    ``advance`` also returns, per step, the observation acted on, the action, the observation
+    the step returned and whether the lane's first episode was still running. Cached, with the
+    pilot's index or weights traced, so pilots of one kind share one compilation.
     """
     env, params = jaxq.make(ENV_IDS[continuous])
 
-    def lane_step(carry: tuple, key: jax.Array, policy: jax.Array) -> tuple:
+    def lane_step(carry: tuple, key: jax.Array, args: Any) -> tuple:
         state, obs, ret, length, done, outcome = carry
         key_act, key_env = jax.random.split(key)
-        action = _policy_action(policy, key_act, obs, continuous)
+        action = _act(activation, args, key_act, obs, continuous)
         step = env_step(env, key_env, state, action, params)
         alive = jnp.logical_not(done)
         ret = ret + jnp.where(alive, step.reward, 0.0)
         length = length + alive.astype(jnp.int32)
         ending = _outcome_code(step.reward, step.next_obs, step.truncated)
         outcome = jnp.where(jnp.logical_and(alive, step.done), ending, outcome)
-        return (step.state, step.obs, ret, length, jnp.logical_or(done, step.done), outcome)
+        new = (step.state, step.obs, ret, length, jnp.logical_or(done, step.done), outcome)
+        return new, (obs, action, step.next_obs, alive)
 
     @jax.jit
     def start(key: jax.Array) -> tuple:
@@ -128,40 +165,51 @@ def _episode_runner(continuous: bool, n: int, chunk: int) -> tuple[Callable, Cal
                 jnp.full(n, -1, jnp.int32))
 
     @jax.jit
-    def advance(carry: tuple, key: jax.Array, policy: jax.Array) -> tuple:
+    def advance(carry: tuple, key: jax.Array, args: Any) -> tuple:
         def body(c: tuple, k: jax.Array) -> tuple:
-            return jax.vmap(lane_step, (0, 0, None))(c, k, policy), None
+            return jax.vmap(lane_step, (0, 0, None))(c, k, args)
 
-        return jax.lax.scan(body, carry, jax.random.split(key, (chunk, n)))[0]
+        return jax.lax.scan(body, carry, jax.random.split(key, (chunk, n)))
 
     return start, advance, int(params.max_steps_in_episode)
 
 
 def run_port_episodes(policy: str, n: int, continuous: bool = False, seed: int = 0,
-                      chunk: int = 50) -> dict[str, np.ndarray]:
+                      chunk: int = 50, record: bool = False) -> dict[str, np.ndarray]:
     """The first episode of ``n`` independent lanes of the port (vmapped), under ``policy``.
 
     Args:
-        policy: "heuristic" (:func:`heuristic_action`), "random" (uniform) or "noop".
+        policy: "heuristic" (:func:`heuristic_action`), "random" (uniform), "noop", or a stored
+            learned pilot.
+        record: also return the trajectories as :func:`ground.pad` lays them out (``obs``,
+            ``next_obs``, ``side``, ``alive``, each ``[T, n, ...]``).
 
     Returns ``returns`` [n], ``lengths`` [n] (env steps) and ``outcomes`` [n] (names from OUTCOMES).
     Steps run in jitted chunks of ``chunk`` until every lane has finished its first episode.
     """
-    check_choice("policy", policy, POLICIES)
-    start, advance, limit = _episode_runner(continuous, n, chunk)
+    check_choice("policy", policy, POLICIES + pilots.available())
+    activation, args = _policy(policy, continuous)
+    start, advance, limit = _episode_runner(continuous, n, chunk, activation)
     key_reset, key = jax.random.split(jax.random.PRNGKey(seed))
     carry = start(key_reset)
-    index = jnp.asarray(POLICIES.index(policy))
+    trace = []
     for _ in range(limit // chunk + 2):
         key, sub = jax.random.split(key)
-        carry = advance(carry, sub, index)
+        carry, steps = advance(carry, sub, args)
+        if record:
+            trace.append(jax.tree.map(np.asarray, steps))
         if bool(carry[4].all()):
             break
     _, _, ret, length, done, outcome = (np.asarray(x) for x in carry)
     if not done.all():
         raise RuntimeError(f"{int((~done).sum())} lanes did not finish within {limit} steps")
-    return {"returns": ret.astype(np.float64), "lengths": length,
-            "outcomes": np.asarray(OUTCOMES)[outcome]}
+    out = {"returns": ret.astype(np.float64), "lengths": length,
+           "outcomes": np.asarray(OUTCOMES)[outcome]}
+    if record:
+        obs, action, nxt, alive = (np.concatenate(x) for x in zip(*trace))
+        out.update(obs=obs, next_obs=nxt, side=ground.side_directions(action, continuous),
+                   alive=alive)
+    return out
 
 
 # ------------------------------------------------------------------------------ paired episodes
@@ -174,8 +222,9 @@ def batch_transition(continuous: bool) -> Callable[..., tuple]:
 
 
 def run_port_paired(conditions: Sequence[Any], continuous: bool, actions: np.ndarray | None = None,
-                    step: Callable[..., tuple] | None = None) -> dict[str, np.ndarray]:
-    """Port episodes that replay Box2D episodes: same start, same engine noise, same policy.
+                    step: Callable[..., tuple] | None = None, policy: str = "heuristic",
+                    record: bool = False) -> dict[str, np.ndarray]:
+    """Port episodes that replay Box2D episodes: same start, same engine noise, same pilot.
 
     Each lane starts from a Box2D initial condition (``bodies``, ``terrain``, ``obs``,
     ``prev_shaping`` -- None for the start's own shaping -- and the ``dispersion`` numbers
@@ -183,17 +232,21 @@ def run_port_paired(conditions: Sequence[Any], continuous: bool, actions: np.nda
     step, so with the same actions any difference from Box2D comes from the physics alone.
 
     Args:
-        actions: open-loop actions ``[n, T]`` (discrete) or ``[n, T, 2]``; None runs the heuristic
-            closed loop on the port's own observations.
+        actions: open-loop actions ``[n, T]`` (discrete) or ``[n, T, 2]``; None flies ``policy``
+            (the heuristic or a learned pilot) closed loop on the port's own observations.
         step: a compiled ``batch_transition(continuous)`` for ``n`` lanes to reuse.
+        record: also return ``observations [T, n, 8]`` after each step and ``alive [T, n]``.
 
     Returns ``returns``, ``lengths``, ``outcomes`` as :func:`run_port_episodes`, truncating at T.
     """
     _, params = jaxq.make(ENV_IDS[continuous])
     step = step or batch_transition(continuous)
-    policy = jax.jit(lambda o: heuristic_action(o, continuous))
+    if actions is None:
+        activation, args = _policy(policy, continuous)
+        act = jax.jit(jax.vmap(lambda o: _act(activation, args, jax.random.PRNGKey(0), o, continuous)))
     states = [state_from_bodies(params, terrain_heights=jnp.asarray(c.terrain),
-                                prev_shaping=c.prev_shaping, **c.bodies.as_kwargs())
+                                prev_shaping=c.prev_shaping, joint_impulses=c.joint_impulses,
+                                **c.bodies.as_kwargs())
               for c in conditions]
     state = jax.tree.map(lambda *xs: jnp.stack(xs), *states)
     dispersion = np.stack([c.dispersion for c in conditions]).astype(np.float32)
@@ -201,11 +254,15 @@ def run_port_paired(conditions: Sequence[Any], continuous: bool, actions: np.nda
     n, limit = dispersion.shape[:2]
     ret, length = np.zeros(n), np.zeros(n, np.int64)
     done, outcome = np.zeros(n, bool), np.full(n, OUTCOMES.index("truncated"))
+    seen, alive_steps = [], []
     for t in range(limit):
-        action = policy(obs) if actions is None else jnp.asarray(actions[:, t])
+        action = act(obs) if actions is None else jnp.asarray(actions[:, t])
         obs, state, reward, terminated, _ = step(state, action, jnp.asarray(dispersion[:, t]))
         alive = ~done
         reward, terminated = np.asarray(reward), np.asarray(terminated)
+        if record:
+            seen.append(np.asarray(obs))
+            alive_steps.append(alive)
         ret += np.where(alive, reward, 0.0)
         length += alive
         ended = alive & terminated
@@ -213,7 +270,10 @@ def run_port_paired(conditions: Sequence[Any], continuous: bool, actions: np.nda
         done |= terminated
         if done.all():
             break
-    return {"returns": ret, "lengths": length, "outcomes": np.asarray(OUTCOMES)[outcome]}
+    out = {"returns": ret, "lengths": length, "outcomes": np.asarray(OUTCOMES)[outcome]}
+    if record:
+        out.update(observations=np.array(seen), alive=np.array(alive_steps))
+    return out
 
 
 def paired_stats(port: dict[str, np.ndarray], box2d: Any) -> dict[str, Any]:
@@ -253,21 +313,35 @@ def episode_stats(returns: np.ndarray, lengths: np.ndarray, outcomes: np.ndarray
 
 
 def check_targets(setup: Setup, stats: dict[str, Any]) -> tuple[bool, str]:
-    """Whether ``stats`` meets the setup's targets, and a line saying so with the numbers."""
+    """Whether ``stats`` meets the spec's values for a built-in pilot, and a line saying so."""
     checks = []
-    c, w = setup.return_target
-    checks.append((abs(stats["mean_return"] - c) <= w,
-                   f"mean return {stats['mean_return']:.1f} (target {c:g} ± {w:g})"))
+    if setup.return_target is not None:
+        c, w = setup.return_target
+        checks.append((abs(stats["mean_return"] - c) <= w,
+                       f"mean return {stats['mean_return']:.1f} (spec {c:g} ± {w:g})"))
     if setup.length_target is not None:
         c, w = setup.length_target
         checks.append((abs(stats["mean_length"] - c) <= w,
-                       f"mean length {stats['mean_length']:.1f} (target {c:g} ± {w:g})"))
+                       f"mean length {stats['mean_length']:.1f} (spec {c:g} ± {w:g})"))
     if setup.min_landing is not None:
         checks.append((stats["landing_fraction"] >= setup.min_landing,
                        f"landings {100 * stats['landing_fraction']:.1f}% "
-                       f"(target ≥ {100 * setup.min_landing:g}%)"))
+                       f"(spec ≥ {100 * setup.min_landing:g}%)"))
     ok = all(flag for flag, _ in checks)
     return ok, "; ".join(text for _, text in checks)
+
+
+def check_parity(port: dict[str, Any], box2d: dict[str, Any]) -> dict[str, Any]:
+    """The port against Box2D: mean return within ``max(10, 2.5 x combined s.e.)``, landing and
+    crash rates within 3 points. Returns each difference, its tolerance and the verdicts."""
+    diff = _difference(port, box2d)
+    tol = max(RETURN_TOLERANCE, RETURN_SE_FACTOR * diff["se"])
+    land = port["landing_fraction"] - box2d["landing_fraction"]
+    crash = port["outcomes"]["crash"] - box2d["outcomes"]["crash"]
+    checks = {"return": abs(diff["mean_return_diff"]) <= tol, "landing": abs(land) <= RATE_TOLERANCE,
+              "crash": abs(crash) <= RATE_TOLERANCE}
+    return {**diff, "return_tolerance": tol, "landing_diff": land, "crash_diff": crash,
+            "checks": checks, "pass": all(checks.values())}
 
 
 def _difference(port: dict[str, Any], box2d: dict[str, Any]) -> dict[str, float]:
@@ -293,14 +367,15 @@ def envelope(ref: ModuleType, max_steps: int = 600) -> dict[str, Any]:
 
     No-op actions; the port gets zero dispersion (it does not matter without thrust).
     """
-    reference = ref.read_bodies(ref.settled_env(0))
+    settled = ref.settled_env(0)
+    reference, impulses = ref.read_bodies(settled), ref.joint_impulses(settled)
     cases = {"speed": [ref.drop_bodies(reference, float(v)) for v in DROP_SPEEDS],
              "tilt": [ref.drop_bodies(reference, TILT_SPEED, tilt=float(a)) for a in TILTS]}
     result: dict[str, Any] = {}
     for name, bodies in cases.items():
         box2d = [ref.run_drop(ref.settled_env(0), b, max_steps=max_steps) for b in bodies]
         starts = [ref.InitialCondition(b, ref.flat_terrain(), np.zeros(8, np.float32), None,
-                                       np.zeros((max_steps, 2))) for b in bodies]
+                                       np.zeros((max_steps, 2)), impulses) for b in bodies]
         port = run_port_paired(starts, continuous=False,
                                actions=np.zeros((len(bodies), max_steps), np.int32))
         result[name] = {
@@ -336,28 +411,30 @@ def _envelope_summary(env: dict[str, Any]) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------ the study
 
-def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any]) -> Any:
+def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any],
+            names: Sequence[str]) -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(3, len(SETUPS), figsize=(4.2 * len(SETUPS), 10.5))
-    for j, setup in enumerate(SETUPS):
-        for i, (quantity, label) in enumerate([("returns", "episode return"),
-                                               ("lengths", "episode length (steps)")]):
-            ax = axes[i, j]
-            port = raw[f"port_{quantity}_{setup.name}"]
-            box2d = raw[f"box2d_{quantity}_{setup.name}"]
-            bins = np.histogram_bin_edges(np.concatenate([port, box2d]), bins=40)
-            ax.hist(box2d, bins=bins, histtype="step", lw=1.6, label="Box2D (Gymnasium)")
-            ax.hist(port, bins=bins, histtype="step", lw=1.6, label="JAX port")
-            ax.set_xlabel(label)
-            ax.set_ylabel("episodes")
-            ax.set_title(f"{setup.name} ({ENV_IDS[setup.continuous]})\n"
-                         f"N = {len(port)} per side", fontsize=9)
-            ax.legend(fontsize=7)
-    ax = axes[2, 0]
+    cols = 4
+    hist_rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(hist_rows + 1, cols, figsize=(4.2 * cols, 3.4 * (hist_rows + 1)))
+    for j, name in enumerate(names):
+        ax = axes[j // cols, j % cols]
+        port, box2d = raw[f"port_returns_{name}"], raw[f"box2d_returns_{name}"]
+        bins = np.histogram_bin_edges(np.concatenate([port, box2d]), bins=40)
+        ax.hist(box2d, bins=bins, histtype="step", lw=1.6, label="Box2D (Gymnasium)")
+        ax.hist(port, bins=bins, histtype="step", lw=1.6, label="JAX port")
+        ax.set_xlabel("episode return")
+        ax.set_ylabel("episodes")
+        ax.set_title(f"{name}: N = {len(port)} per side", fontsize=9)
+        ax.legend(fontsize=7)
+    for j in range(len(names), hist_rows * cols):
+        axes[j // cols, j % cols].axis("off")
+    bottom = axes[hist_rows]
+    ax = bottom[0]
     for side, marker in (("box2d", "o"), ("port", "x")):
         ok = env["speed"][f"{side}_outcomes"] == "sleep"
         ax.plot(DROP_SPEEDS[ok], env["speed"][f"{side}_steps"][ok], marker, label=f"{side} sleeps")
@@ -367,7 +444,7 @@ def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any
     ax.set_ylabel("steps until asleep (0 = crash)")
     ax.set_title("Drops onto the pad, engines off", fontsize=9)
     ax.legend(fontsize=7)
-    ax = axes[2, 1]
+    ax = bottom[1]
     for k, side in enumerate(("box2d", "port")):
         ok = env["tilt"][f"{side}_outcomes"] == "sleep"
         ax.plot(TILTS, np.where(ok, 1.0, 0.0) + 0.04 * k, "o-", label=side, alpha=0.8)
@@ -375,30 +452,24 @@ def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any
     ax.set_ylabel("landed (1) / crashed (0)")
     ax.set_title(f"Tilted drops at {TILT_SPEED} m/s", fontsize=9)
     ax.legend(fontsize=7)
-    ax = axes[2, 2]
-    diffs = [raw[f"paired_port_returns_{st.name}"] - raw[f"box2d_returns_{st.name}"]
-             for st in SETUPS]
+    ax = bottom[2]
+    diffs = [raw[f"paired_port_returns_{name}"] - raw[f"box2d_returns_{name}"] for name in names]
     ax.boxplot(diffs, showfliers=True, flierprops={"markersize": 3})
-    ax.set_xticks(range(1, len(SETUPS) + 1), [st.name.replace("_", "\n") for st in SETUPS],
-                  fontsize=7)
+    ax.set_xticks(range(1, len(names) + 1), [n.replace("_", "\n") for n in names], fontsize=6)
     ax.axhline(0.0, color="grey", lw=0.8)
     ax.set_ylabel("return, port replay - Box2D")
-    ax.set_title(f"Paired replays (same start, noise, actions), N = {len(diffs[0])}", fontsize=9)
-    ax = axes[2, 3]
-    sources = [("Box2D", lambda row: row["box2d"]), ("JAX port", lambda row: row["port"])] + [
-        (f"Box2D, {name.replace('_', ' ')}", lambda row, v=name: row["box2d_variants"][v])
-        for name in BOX2D_VARIANTS]
-    x = np.arange(len(SETUPS))
-    for k, (label, pick) in enumerate(sources):
-        means = [pick(rows[st.name])["mean_return"] - st.return_target[0] for st in SETUPS]
-        errors = [2 * pick(rows[st.name])["se_return"] for st in SETUPS]
-        ax.errorbar(x + 0.12 * (k - 1.5), means, yerr=errors, fmt="o", ms=4, capsize=2, label=label)
-    for j, st in enumerate(SETUPS):
-        ax.fill_between([j - 0.3, j + 0.3], -st.return_target[1], st.return_target[1],
-                        color="grey", alpha=0.2, lw=0)
-    ax.set_xticks(x, [st.name.replace("_", "\n") for st in SETUPS], fontsize=7)
-    ax.set_ylabel("mean return - target centre (± 2 s.e.)")
-    ax.set_title("Mean return vs the issue's target band (grey)", fontsize=9)
+    ax.set_title("Paired replays (same start, noise; same actions or pilot)", fontsize=9)
+    ax = bottom[3]
+    keys = ("both_legs", "one_leg", "landed_speed", "ground_steps")
+    x = np.arange(len(names))
+    for k, key in enumerate(keys):
+        ratio = [rows[n]["ground"][key]["port"] / rows[n]["ground"][key]["box2d"]
+                 if rows[n]["ground"][key]["box2d"] else np.nan for n in names]
+        ax.plot(x + 0.1 * (k - 1.5), ratio, "o", ms=4, label=key.replace("_", " "))
+    ax.axhspan(1 - ground.RELATIVE_TOLERANCE, 1 + ground.RELATIVE_TOLERANCE, color="grey", alpha=0.2)
+    ax.set_xticks(x, [n.replace("_", "\n") for n in names], fontsize=6)
+    ax.set_ylabel("port / Box2D")
+    ax.set_title("On-ground statistics (grey: within 20 %)", fontsize=9)
     ax.legend(fontsize=6)
     fig.suptitle("LunarLander-v3: JAX port vs Gymnasium Box2D", fontsize=12)
     fig.tight_layout()
@@ -406,8 +477,8 @@ def _figure(rows: dict[str, Any], raw: dict[str, np.ndarray], env: dict[str, Any
 
 
 def _open_loop_actions(ref: ModuleType, setup: Setup, n: int) -> np.ndarray | None:
-    """Box2D's action sequences of episodes 0..n-1 for the random and no-op policies (else None)."""
-    if setup.policy == "heuristic":
+    """Box2D's action sequences of episodes 0..n-1 for the random and no-op pilots (else None)."""
+    if setup.policy not in ("random", "noop"):
         return None
     if setup.policy == "random":
         return np.stack([ref.random_actions(s, setup.continuous) for s in range(n)])
@@ -415,69 +486,105 @@ def _open_loop_actions(ref: ModuleType, setup: Setup, n: int) -> np.ndarray | No
     return np.zeros(shape, np.float32 if setup.continuous else np.int32)
 
 
+def compare_setup(ref: ModuleType, setup: Setup, n: int, variants: bool) -> tuple[dict, dict]:
+    """One row: N episodes per side, the paired replays and (``variants``) the Box2D variants.
+    Returns the row's summary and its raw arrays."""
+    t0 = time.perf_counter()
+    box2d = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous, record=True)
+    t1 = time.perf_counter()
+    port = run_port_episodes(setup.policy, n, continuous=setup.continuous, record=True)
+    t2 = time.perf_counter()
+    paired = run_port_paired([ref.initial_condition(s, setup.continuous) for s in range(n)],
+                             setup.continuous, actions=_open_loop_actions(ref, setup, n),
+                             policy=setup.policy, record=True)
+    t3 = time.perf_counter()
+    seconds = {"box2d_s": t1 - t0, "port_s_with_compile": t2 - t1, "port_paired_s": t3 - t2}
+    box2d_trace = ground.pad(box2d.observations, box2d.actions, setup.continuous)
+    port_stats = episode_stats(port["returns"], port["lengths"], port["outcomes"])
+    box2d_stats = episode_stats(box2d.returns, box2d.lengths, box2d.outcomes)
+    port_ground = ground.ground_statistics(port["obs"], port["next_obs"], port["side"],
+                                           port["alive"], port["outcomes"])
+    box2d_ground = ground.ground_statistics(box2d_trace["obs"], box2d_trace["next_obs"],
+                                            box2d_trace["side"], box2d_trace["alive"],
+                                            box2d.outcomes)
+    ground_rows = ground.compare_ground(port_ground, box2d_ground)
+    parted = ground.parting(paired["observations"], paired["alive"], box2d_trace["next_obs"],
+                            box2d_trace["alive"])
+    pair = {**paired_stats(paired, box2d), **{k: v for k, v in parted.items() if k != "steps"}}
+    parity = check_parity(port_stats, box2d_stats)
+    raw = {"port_returns": port["returns"], "port_lengths": port["lengths"],
+           "port_outcomes": port["outcomes"], "box2d_returns": box2d.returns,
+           "box2d_lengths": box2d.lengths, "box2d_outcomes": box2d.outcomes,
+           "paired_port_returns": paired["returns"], "paired_port_lengths": paired["lengths"],
+           "paired_port_outcomes": paired["outcomes"], "paired_parting_step": parted["steps"]}
+    box2d_variants = {}
+    if variants:
+        for variant, options in BOX2D_VARIANTS.items():
+            episodes = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous,
+                                        **options)
+            box2d_variants[variant] = episode_stats(episodes.returns, episodes.lengths,
+                                                    episodes.outcomes)
+            raw[f"box2d_{variant}_returns"] = episodes.returns
+        seconds["box2d_variants_s"] = time.perf_counter() - t3
+    spec_ok, spec_text = check_targets(setup, port_stats)
+    ground_ok = all(row["pass"] for row in ground_rows.values())
+    ok = parity["pass"] and ground_ok
+    row = {
+        "env": ENV_IDS[setup.continuous], "policy": setup.policy,
+        "port": port_stats, "box2d": box2d_stats, "port_minus_box2d": parity,
+        "ground": ground_rows, "ground_counts": {"port": port_ground["counts"],
+                                                 "box2d": box2d_ground["counts"]},
+        "paired": pair, "box2d_variants": box2d_variants,
+        "spec": {"targets": {"return": setup.return_target, "length": setup.length_target,
+                             "min_landing": setup.min_landing},
+                 "port_meets": spec_ok if spec_text else None,
+                 "box2d_meets": check_targets(setup, box2d_stats)[0] if spec_text else None,
+                 "text": spec_text},
+        "pass": ok, "seconds": seconds,
+        "verdict": f"{'PASS' if ok else 'FAIL'}: return port {port_stats['mean_return']:.1f} vs "
+                   f"Box2D {box2d_stats['mean_return']:.1f} (diff "
+                   f"{parity['mean_return_diff']:+.1f}, tolerance {parity['return_tolerance']:.1f}); "
+                   f"landed {100 * port_stats['landing_fraction']:.1f}% vs "
+                   f"{100 * box2d_stats['landing_fraction']:.1f}%; crashed "
+                   f"{100 * port_stats['outcomes']['crash']:.1f}% vs "
+                   f"{100 * box2d_stats['outcomes']['crash']:.1f}%; on-ground statistics "
+                   f"{sum(r['pass'] for r in ground_rows.values())}/{len(ground_rows)} within 20 %; "
+                   f"paired replays {pair['mean_return_diff']:+.1f} ± {pair['se_return_diff']:.1f}",
+    }
+    return row, raw
+
+
 def run(out: Path, size: str = "full") -> dict[str, Any]:
-    """Run the comparison: N = 1000 episodes per policy and side (``quick``: 64, ``tiny``: 8)."""
+    """Run the comparison: N = 1000 episodes per pilot and side (``quick``: 64, ``tiny``: 8)."""
     ref = load_reference()
     n = pick(size, tiny=8, quick=64, full=1000)
     small = size != "full"
     rows: dict[str, Any] = {}
     raw: dict[str, np.ndarray] = {}
-    seconds: dict[str, float] = {}
-    all_pass = True
-    for setup in SETUPS:
-        t0 = time.perf_counter()
-        box2d = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous)
-        t1 = time.perf_counter()
-        port = run_port_episodes(setup.policy, n, continuous=setup.continuous)
-        t2 = time.perf_counter()
-        seconds[setup.name] = {"box2d_s": t1 - t0, "port_s_with_compile": t2 - t1}
-        paired = run_port_paired(
-            [ref.initial_condition(s, setup.continuous) for s in range(n)], setup.continuous,
-            actions=_open_loop_actions(ref, setup, n))
-        t3 = time.perf_counter()
-        seconds[setup.name]["port_paired_s"] = t3 - t2
-        port_stats = episode_stats(port["returns"], port["lengths"], port["outcomes"])
-        box2d_stats = episode_stats(box2d.returns, box2d.lengths, box2d.outcomes)
-        pair = paired_stats(paired, box2d)
-        variants = {}
-        for variant, options in BOX2D_VARIANTS.items():
-            episodes = ref.run_episodes(setup.policy, range(n), continuous=setup.continuous,
-                                        **options)
-            variants[variant] = episode_stats(episodes.returns, episodes.lengths, episodes.outcomes)
-            raw[f"box2d_{variant}_returns_{setup.name}"] = episodes.returns
-        seconds[setup.name]["box2d_variants_s"] = time.perf_counter() - t3
-        ok, text = check_targets(setup, port_stats)
-        all_pass &= ok
-        rows[setup.name] = {
-            "env": ENV_IDS[setup.continuous], "policy": setup.policy,
-            "targets": {"return": setup.return_target, "length": setup.length_target,
-                        "min_landing": setup.min_landing},
-            "port": port_stats, "box2d": box2d_stats,
-            "box2d_meets_targets": check_targets(setup, box2d_stats)[0],
-            "port_minus_box2d": _difference(port_stats, box2d_stats),
-            "paired": pair,
-            "box2d_variants": variants,
-            "pass": ok,
-            "verdict": f"{'PASS' if ok else 'FAIL'}: port {text}; Box2D mean return "
-                       f"{box2d_stats['mean_return']:.1f}, length {box2d_stats['mean_length']:.1f}, "
-                       f"landings {100 * box2d_stats['landing_fraction']:.1f}%; paired replays: "
-                       f"port - Box2D return {pair['mean_return_diff']:+.1f} ± "
-                       f"{pair['se_return_diff']:.1f}, same outcome {100 * pair['same_outcome']:.0f}%",
-        }
-        for side, data in (("port", port), ("box2d", dataclasses.asdict(box2d)),
-                           ("paired_port", paired)):
-            for key in ("returns", "lengths", "outcomes"):
-                raw[f"{side}_{key}_{setup.name}"] = np.asarray(data[key])
+    names = []
+    for setup in setups():
+        row, arrays = compare_setup(ref, setup, n, variants=setup in BUILTIN_SETUPS)
+        rows[setup.name] = row
+        names.append(setup.name)
+        raw.update({f"{key}_{setup.name}": value for key, value in arrays.items()})
+        print(f"{setup.name}: {row['verdict']}", flush=True)
     env = envelope(ref)
     for case, sweep in env.items():
         for key, values in sweep.items():
             raw[f"envelope_{case}_{key}"] = np.asarray(values)
     raw["envelope_speed_values"], raw["envelope_tilt_values"] = DROP_SPEEDS, TILTS
     env_summary = _envelope_summary(env)
+    tilt_ok = all(abs(env_summary["port"][k] - env_summary["box2d"][k]) <= TILT_TOLERANCE + 1e-9
+                  for k in ("first_crash_tilt", "first_crash_negative_tilt"))
     n_pass = sum(row["pass"] for row in rows.values())
-    verdict = (f"{n_pass}/{len(rows)} distribution rows meet the targets over N = {n} episodes; "
-               f"first crashing drop speed port {env_summary['port']['first_crash_speed']} vs "
-               f"Box2D {env_summary['box2d']['first_crash_speed']} m/s"
+    verdict = (f"{n_pass}/{len(rows)} pilots match Box2D over N = {n} episodes; tilt envelope "
+               f"port {env_summary['port']['first_crash_negative_tilt']:+.2f} / "
+               f"{env_summary['port']['first_crash_tilt']:+.2f} vs Box2D "
+               f"{env_summary['box2d']['first_crash_negative_tilt']:+.2f} / "
+               f"{env_summary['box2d']['first_crash_tilt']:+.2f} rad "
+               f"({'within' if tilt_ok else 'NOT within'} {TILT_TOLERANCE}); first crashing drop "
+               f"speed port {env_summary['port']['first_crash_speed']} vs Box2D "
+               f"{env_summary['box2d']['first_crash_speed']} m/s"
                + (" (small run: small N, not conclusive)" if small else ""))
     summary = {
         "study": NAME, "size": size, "episodes_per_side": n,
@@ -485,19 +592,24 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
         "box2d_seeds": f"reset(seed=i), i = 0..{n - 1}",
         "port_seeds": "jax.random.split(PRNGKey(0)) into one key per lane",
         "paired": "port replays of the Box2D episodes: Box2D's post-reset bodies, terrain, "
-                  "dispersion numbers and (random, no-op) actions; heuristic in closed loop",
+                  "dispersion numbers and (random, no-op) actions; other pilots closed loop",
+        "criteria": {"return": f"|port - Box2D| <= max({RETURN_TOLERANCE}, {RETURN_SE_FACTOR} "
+                               f"combined s.e.)",
+                     "rates": f"landing and crash within {RATE_TOLERANCE}",
+                     "ground": f"each on-ground statistic within {ground.RELATIVE_TOLERANCE:.0%}",
+                     "tilt": f"first crashing tilt on each side within {TILT_TOLERANCE} rad"},
         "box2d_variants": {name: f"Box2D episodes (same seeds) with {options}"
                            for name, options in BOX2D_VARIANTS.items()},
-        "rows": rows, "envelope": env_summary,
+        "rows": rows, "envelope": env_summary, "tilt_envelope_pass": tilt_ok,
         "envelope_setup": {"speeds_m_s": DROP_SPEEDS, "tilts_rad": TILTS,
                            "tilt_drop_speed_m_s": TILT_SPEED,
                            "start": "rigid lander, legs at their limits, lowest leg corner 0.03 m "
                                     "above a flat ground at the pad height, no-op actions"},
-        "all_pass": all_pass, "seconds": seconds,
+        "all_pass": n_pass == len(rows) and tilt_ok,
         "versions": {"jax": jax.__version__, **ref.versions()},
         "verdict": verdict,
     }
-    write_outputs(out, summary, raw, _figure(rows, raw, env), figure_name="histograms.png")
+    write_outputs(out, summary, raw, _figure(rows, raw, env, names), figure_name="histograms.png")
     return summary
 
 
@@ -505,5 +617,6 @@ def main() -> None:
     study_main(run, NAME, __doc__.splitlines()[0])
 
 
-__all__ = ["OUTCOMES", "POLICIES", "SETUPS", "batch_transition", "check_targets", "episode_stats",
-           "load_reference", "main", "paired_stats", "run", "run_port_episodes", "run_port_paired"]
+__all__ = ["OUTCOMES", "POLICIES", "SETUPS", "batch_transition", "check_parity", "check_targets",
+           "compare_setup", "episode_stats", "load_reference", "main", "paired_stats", "run",
+           "run_port_episodes", "run_port_paired", "setups"]
