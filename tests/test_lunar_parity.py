@@ -24,6 +24,7 @@ import jaxq
 from jaxq.envs.lunar_lander import state_from_bodies
 from jaxq.envs.lunar_lander.heuristic import heuristic_action
 from jaxq.envs.lunar_lander.render import BODY_FILL, render
+from jaxq.envs.lunar_lander.parity import ground
 from jaxq.envs.lunar_lander.parity.compare import (SETUPS, batch_transition, episode_stats, paired_stats,
                                        run_port_episodes, run_port_paired)
 
@@ -179,6 +180,50 @@ def test_noop_replays_end_like_box2d(ref, port_step):
     assert stats["same_outcome"] == 1.0, stats
     assert stats["same_length"] >= 0.75, f"too few replays end on Box2D's step: {stats}"
     assert abs(stats["mean_return_diff"]) <= 3 * stats["se_return_diff"] + 1.0, stats
+
+
+def test_tilt_envelope_matches_box2d(ref, port_step):
+    """Tilted touchdowns at 0.5 m/s crash where Box2D's do, on both sides: the smallest crashing
+    tilt is the same to the right and to the left (Box2D: +0.22 and -0.20 rad), and beyond it the
+    boundary is chaotic in both (Box2D lands +0.24 once more), so most but not all tilts agree."""
+    tilts = np.array([-0.24, -0.22, -0.20, -0.18, -0.16, 0.18, 0.20, 0.22, 0.24, 0.26])
+    settled = ref.settled_env(0)
+    legs, impulses = ref.read_bodies(settled), ref.joint_impulses(settled)
+    bodies = [ref.drop_bodies(legs, 0.5, tilt=float(a)) for a in tilts]
+    box2d = [ref.run_drop(ref.settled_env(0), b, max_steps=200).outcome for b in bodies]
+    starts = [ref.InitialCondition(b, ref.flat_terrain(), np.zeros(8, np.float32), None,
+                                   np.zeros((200, 2)), impulses) for b in bodies]
+    starts += starts[:1] * (N_CASES - len(starts))  # the compiled step's batch size
+    port = run_port_paired(starts, continuous=False, actions=np.zeros((N_CASES, 200), np.int32),
+                           step=port_step[False])
+    outcomes = np.array(port["outcomes"][:len(tilts)])
+    box2d = np.array(box2d)
+    table = dict(zip(tilts.tolist(), zip(outcomes.tolist(), box2d.tolist())))
+
+    def first_crash(result, side):
+        picked = tilts[(np.sign(tilts) == side) & (result == "crash")]
+        return picked[np.argmin(np.abs(picked))]
+
+    for side in (-1, 1):
+        assert first_crash(outcomes, side) == first_crash(box2d, side), table
+    assert np.mean(outcomes == box2d) >= 0.8, table
+
+
+def test_learned_pilot_paired_replay_stays_with_box2d(ref, port_step):
+    """A DQN pilot trained in Box2D, flown closed loop from Box2D's post-reset states with the same
+    engine noise: its port replays follow Box2D's trajectories (every state entry within 0.01,
+    same contact flags) through the descent, for at least 60 steps in most episodes."""
+    steps = 120
+    seeds = range(N_CASES)
+    box2d = ref.run_episodes("dqn_200k", seeds, record=True)
+    laid = ground.pad(box2d.observations, box2d.actions, continuous=False)
+    starts = [ref.initial_condition(s, steps=steps) for s in seeds]
+    port = run_port_paired(starts, continuous=False, policy="dqn_200k", step=port_step[False],
+                           record=True)
+    parted = ground.parting(port["observations"], port["alive"], laid["next_obs"][:steps],
+                            laid["alive"][:steps])
+    together = np.mean((parted["steps"] == 0) | (parted["steps"] > 60))
+    assert together >= 0.75, parted
 
 
 # ------------------------------------------------------------------------------ distributions

@@ -1,5 +1,5 @@
 """The pieces of the LunarLander parity harness that need no Box2D: stored learned pilots, on-ground
-statistics, where paired runs part, contact events and the sequential-impulse shortcut in flight.
+statistics, where paired runs part, contact events and the exact velocity solve in flight.
 """
 
 from __future__ import annotations
@@ -8,7 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxq.envs.lunar_lander import impulses, physics
+from jaxq.envs.lunar_lander import constants as C
+from jaxq.envs.lunar_lander import flight, impulses, physics
+from jaxq.envs.lunar_lander import kinematics as K
 from jaxq.envs.lunar_lander.parity import ground, pilots
 
 PILOTS = pilots.available()
@@ -140,26 +142,45 @@ def test_contact_events_follow_the_listener():
     assert flag.tolist() == [False, True]
 
 
-def test_settled_motor_split_equals_running_the_sweeps():
-    """In flight the sequential impulses converge within a few sweeps; the remaining sweeps only
-    move the motor/limit split, which :func:`impulses.settle_motors` applies in closed form."""
+def test_flight_solve_is_what_the_sweeps_converge_to():
+    """Off the ground the exact two-row solve (:mod:`flight`) gives the velocities the sequential
+    impulses converge to, and the joint impulses the engine's 180 sweeps leave (the motor/limit
+    split keeps moving at a limit, so 180 sweeps, not convergence, decide it)."""
     rng = np.random.default_rng(0)
     b = 6
-    hull = tuple(jnp.asarray(rng.normal(0, s, b), jnp.float32) for s in (1.0, 1.0, 0.5))
-    legs = [tuple(h + jnp.asarray(rng.normal(0, 0.01, b), jnp.float32) for h in hull) for _ in range(2)]
-    joints = tuple(impulses.joint_constants(jnp.full(b, 0.0), jnp.full(b, -0.1013),
-                                            jnp.full(b, (0.63, -0.63)[k]), jnp.full(b, 0.35),
-                                            jnp.full(b, (0.3995, -0.3995)[k]), k) for k in range(2))
+    position = np.zeros((5, b), np.float32)
+    position[:2] = rng.uniform(5, 10, (2, b))
+    position[2] = rng.uniform(-0.5, 0.5, b)
+    position[3] = np.where(np.arange(b) < 3, 0.3995, rng.uniform(0.45, 0.8, b))  # at limit / swinging
+    position[4] = -np.where(np.arange(b) % 2 == 0, 0.3995, rng.uniform(0.45, 0.8, b))
+    u = jnp.asarray(rng.normal(0, [[1.0], [1.0], [0.5], [0.3], [0.3]], (5, b)), jnp.float32)
+    position = jnp.asarray(position)
+    p = K.pose(position)
+    minv = physics.solve_arrow_inverse(K.mass_matrix(p))
+    hull_impulse = jnp.asarray(rng.normal(0, [[1.0], [1.0], [0.2]], (3, b)), jnp.float32)
+    g = -0.2
+    u_star = (u + K.matvec(minv[:, :3], hull_impulse)).at[1].add(g)
+    fold = K.expand(flight.FOLD_SIGN, position, 1) * position[3:]
+    u_exact, lam = flight.solve_rows(minv, u_star, fold, jnp.float32(0.8))
+    ra = p.origin - p.com
+    joints = tuple(impulses.joint_constants(ra[0], ra[1], p.origin[0] - p.leg_com[0, k],
+                                            p.origin[1] - p.leg_com[1, k], position[3 + k], k)
+                   for k in range(2))
+    warm = jnp.asarray(np.tile([[0.0, 0.0, 0.3, -0.3], [0.0, 0.0, -0.3, 0.3]], (b, 1, 1)).transpose(1, 2, 0),
+                       jnp.float32)
+    vel, ang = K.body_velocities(p, u)
+    hull = (vel[0, 0] + hull_impulse[0] / C.LANDER_MASS, vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
+            ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
+    legs = [(vel[0, k + 1], vel[1, k + 1] + g, ang[k + 1]) for k in range(2)]
     point = impulses.Point(*(jnp.zeros(b),) * 6)
     off = jnp.zeros(b, bool)
-    manifold = impulses.Manifold(point, point, off, off, off, *(jnp.ones(b),) * 3, (jnp.ones(b),) * 3)
-    warm = impulses.Impulses(jnp.asarray(np.tile([[0.0, 0.0, 0.3, -0.3], [0.0, 0.0, -0.3, 0.3]],
-                                                 (b, 1, 1)).transpose(1, 2, 0), jnp.float32),
-                             jnp.zeros((4, 2, b), jnp.float32))
-    solve = lambda n: impulses.solve((hull, *legs), joints, (manifold, manifold), warm, 0.14, 0.8, n)  # noqa: E731
-    few_bodies, few = solve(8)
-    full_bodies, full = solve(180)
-    settled = impulses.settle_motors(few.joints, joints, 172, 0.8)
-    np.testing.assert_allclose(np.asarray(settled), np.asarray(full.joints), atol=2e-4)
-    np.testing.assert_allclose(np.asarray(few_bodies), np.asarray(full_bodies), atol=1e-5)
-    assert np.abs(np.asarray(few.joints) - np.asarray(full.joints)).max() > 0.05  # it did move
+    none = impulses.Manifold(point, point, off, off, off, *(jnp.ones(b),) * 3, (jnp.ones(b),) * 3)
+    sweeps = lambda n: impulses.solve((hull, *legs), joints, (none, none),  # noqa: E731
+                                      impulses.Impulses(warm, jnp.zeros((4, 2, b))), 0.14, 0.8, n)
+    bodies, _ = sweeps(2000)
+    swept = K.project_velocities(p, jnp.stack([jnp.stack([x[0], x[1]]) for x in bodies], 1),
+                                 jnp.stack([x[2] for x in bodies]))
+    np.testing.assert_allclose(np.asarray(u_exact), np.asarray(swept), atol=2e-4)
+    _, acc = sweeps(180)
+    mine = flight.engine_impulses(p, u, u_exact, lam, joints, warm, g, 180, jnp.float32(0.8))
+    np.testing.assert_allclose(np.asarray(mine), np.asarray(acc.joints), atol=3e-3)

@@ -257,26 +257,6 @@ class Impulses(NamedTuple):
     contacts: jax.Array
 
 
-def settle_motors(warm_joints: jax.Array, joints: tuple[Joint, Joint], iterations: int,
-                  max_impulse) -> jax.Array:
-    """Joint impulses ``[2, 4]`` after ``iterations`` more sweeps of an already converged solve.
-
-    Converged velocities no longer change, but a leg held at its limit keeps feeding its motor:
-    each sweep the motor adds ``speed / (1/I_A + 1/I_B)`` (toward its bound ``max_impulse``) and
-    the limit takes the same back. Only the split between motor and limit moves; elsewhere
-    nothing does.
-    """
-    out = []
-    for k, j in enumerate(joints):
-        px, py, z, motor = (warm_joints[k, i] for i in range(JOINT_IMPULSES))
-        engaged = (j.at_lower & (z > 0)) | (j.at_upper & (z < 0))
-        step = MOTOR_SPEED[k] / (_INV_I[0] + _INV_I[k + 1])
-        moved = jnp.clip(motor + iterations * step, -max_impulse, max_impulse) - motor
-        moved = jnp.where(engaged, moved, 0.0)
-        out.append(jnp.stack([px, py, z - moved, motor + moved]))
-    return jnp.stack(out)
-
-
 def solve(bodies, joints: tuple[Joint, Joint], manifolds: tuple[Manifold, Manifold],
           warm: Impulses, mu, max_impulse, iterations: int):
     """Run the warm-started sequential impulses.

@@ -7,13 +7,14 @@ are solved as the original solves them, body by body:
 1. contacts are found on the poses at the start of the step (so contact flags normally lag one
    step, as in the original), each manifold point with its feature, so that a point that keeps
    touching keeps its impulses;
-2. velocities: the hull's engine impulse and gravity act on each body, then the original's
-   warm-started sequential impulses run over the joints (motor, limit, pin) and the legs' contacts
-   (friction, normal) (:mod:`impulses`). In flight they converge in ``FLIGHT_ITERATIONS`` sweeps;
-   a lane with a leg within the contact distance runs all ``velocity_iterations`` (180), whose
-   unconverged result -- legs softer at their limits, stiffer in folding than the exact solution
-   -- is what the original computes. The body velocities are then projected onto the joints
-   (same generalized momentum);
+2. velocities: the hull's engine impulse and gravity act, then the joints and the legs' contacts
+   are solved as the original's warm-started sequential impulses solve them. In flight those
+   converge, and :mod:`flight` gives the exact solution and the impulses the engine is left with;
+   a lane with a leg within the contact distance runs the sweeps themselves (:mod:`impulses`,
+   joints then contacts, ``velocity_iterations`` = 180 of them), whose unconverged result --
+   legs softer at their limits, stiffer in folding than the exact solution -- is what the
+   original computes; its body velocities are projected onto the joints (same generalized
+   momentum);
 3. positions: ``x += dt * v`` with the engine's per-step caps, a non-linear Gauss-Seidel push-out
    of contacts overlapping by more than the slop (20 % per pass, ``position_iterations`` passes
    with early exit; linearised in the reduced coordinates), and the joint-limit correction;
@@ -55,11 +56,10 @@ from jax.custom_batching import custom_vmap
 from jaxq.envs.lunar_lander import collision
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import kinematics as K
-from jaxq.envs.lunar_lander import impulses
+from jaxq.envs.lunar_lander import flight, impulses
 from jaxq.envs.lunar_lander.rows import N_SLOTS, SLOT_LEGS, Rows
 
 N_DOF = 5
-FLIGHT_ITERATIONS = 4  # sweeps after which the velocity solve without ground contact has converged
 # Core distance at which the original's continuous collision stops a body (and reports contact),
 # and the tolerance of its root finder.
 TOI_DISTANCE = max(C.LINEAR_SLOP, C.CONTACT_DISTANCE - 3 * C.LINEAR_SLOP)
@@ -68,7 +68,7 @@ TOI_TOLERANCE = 0.25 * C.LINEAR_SLOP
 # 20 m/s, and small enough that a leg plus twice the margin spans at most two edges.
 SPECULATIVE_MARGIN = 0.4
 _MIN_LEVER = 0.05  # m: a point whose normal passes this close to the joint is not turned out
-_FOLD_SIGN = np.array([-i for i in C.LEG_SIDE], np.float32)  # f = -i q
+_FOLD_SIGN = flight.FOLD_SIGN  # fold angle f = -i q
 
 
 @struct.dataclass
@@ -286,55 +286,62 @@ def solve_arrow_inverse(mass):
     return K.solve_arrow(mass, K.expand(np.eye(5, dtype=np.float32), mass, 2))
 
 
-def _sequential_impulses(p, mech, slots, hull_impulse, forces, config, needs, contact: bool):
-    """Box2D's velocity solve (:mod:`impulses`) from the step's poses and contact slots.
+def _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config, needs, contact: bool):
+    """The step's velocity solve, as the original's sequential impulses compute it.
 
-    Without ground contact the iteration converges within ``FLIGHT_ITERATIONS`` sweeps; the rest
-    of the engine's sweeps only move the motor/limit split (:func:`impulses.settle_motors`). With
-    ``contact`` (static), lanes that ``need`` it also run all ``velocity_iterations`` sweeps,
-    whose unconverged result is what the engine computes. Returns the reduced velocity (the body
-    velocities projected onto the joints), the body velocities ``[2, 3]`` and angular velocities
-    ``[3]``, and the impulses ``[16]``.
+    Off the ground the sweeps converge: :mod:`flight` gives the exact solution and the impulses
+    the engine would be left with. With ``contact`` (static), lanes that ``need`` it run the
+    sweeps themselves (:mod:`impulses`), all ``velocity_iterations`` of them, and their body
+    velocities are projected onto the joints. Returns the reduced velocity, the body velocities
+    ``[2, 3]`` and angular velocities ``[3]`` after the solve, and the impulses ``[16]``.
     """
-    vel, ang = K.body_velocities(p, mech.velocity)
     g = forces.gravity * C.DT
-    hull = (vel[0, 0] + hull_impulse[0] / C.LANDER_MASS, vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
-            ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
-    legs = [(vel[0, k + 1], vel[1, k + 1] + g, ang[k + 1]) for k in range(2)]
+    max_impulse = forces.motor_torque * C.DT
     ra = p.origin - p.com
     joints = tuple(impulses.joint_constants(ra[0], ra[1], p.origin[0] - p.leg_com[0, k],
                                             p.origin[1] - p.leg_com[1, k], mech.position[3 + k], k)
                    for k in range(2))
-    r = slots.point - jnp.repeat(p.leg_com, 2, axis=1)
-    manifolds = tuple(impulses.manifold_constants(r[:, 2 * k:2 * k + 2], slots.normal[:, 2 * k:2 * k + 2],
-                                                  slots.touch[2 * k:2 * k + 2], k) for k in range(2))
-    old = mech.impulses[8:].reshape((4, 2) + mech.impulses.shape[1:])
-    # A contact point keeps its impulses if the same feature of the same leg touched last step.
-    carried = []
-    for s in range(4):
-        leg = s // 2
-        acc = jnp.zeros_like(old[0])
-        for o in (2 * leg, 2 * leg + 1):
-            same = (mech.features[o] == slots.feature[s]) & slots.touch[s]
-            acc = jnp.where(same[None], old[o], acc)
-        carried.append(acc)
-    warm = impulses.Impulses(mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:]), jnp.stack(carried))
-    max_impulse = forces.motor_torque * C.DT
-    bodies, acc = impulses.solve((hull, *legs), joints, manifolds, warm, forces.friction, max_impulse,
-                                 FLIGHT_ITERATIONS)
-    rest = max(config.velocity_iterations - FLIGHT_ITERATIONS, 0)
-    acc = acc._replace(joints=impulses.settle_motors(acc.joints, joints, rest, max_impulse))
+    warm_joints = mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:])
+    u_star = mech.velocity + K.matvec(minv[:, :3], hull_impulse)
+    u_star = u_star.at[1].add(g)
+    fold = K.expand(flight.FOLD_SIGN, mech.position, 1) * mech.position[3:]
+    u, lam = flight.solve_rows(minv, u_star, fold, max_impulse)
+    joint_acc = flight.engine_impulses(p, mech.velocity, u, lam, joints, warm_joints, g,
+                                       config.velocity_iterations, max_impulse)
+    contact_acc = jnp.zeros((4, 2) + lam.shape[1:], lam.dtype)
+    vel, ang = K.body_velocities(p, u)
     if contact:
-        full_bodies, full_acc = impulses.solve((hull, *legs), joints, manifolds, warm, forces.friction,
-                                               max_impulse, config.velocity_iterations)
-        bodies = jax.tree.map(lambda a, b: jnp.where(needs, a, b), full_bodies, bodies)
-        acc = jax.tree.map(lambda a, b: jnp.where(needs, a, b), full_acc, acc)
-    vel_new = jnp.stack([jnp.stack([b[0], b[1]]) for b in bodies], 1)
-    ang_new = jnp.stack([b[2] for b in bodies])
-    u = K.project_velocities(p, vel_new, ang_new)
-    flat = jnp.concatenate([acc.joints.reshape((8,) + acc.joints.shape[2:]),
-                            acc.contacts.reshape((8,) + acc.contacts.shape[2:])])
-    return u, vel_new, ang_new, flat
+        start_vel, start_ang = K.body_velocities(p, mech.velocity)
+        hull = (start_vel[0, 0] + hull_impulse[0] / C.LANDER_MASS,
+                start_vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
+                start_ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
+        legs = [(start_vel[0, k + 1], start_vel[1, k + 1] + g, start_ang[k + 1]) for k in range(2)]
+        r = slots.point - jnp.repeat(p.leg_com, 2, axis=1)
+        manifolds = tuple(impulses.manifold_constants(r[:, 2 * k:2 * k + 2], slots.normal[:, 2 * k:2 * k + 2],
+                                                      slots.touch[2 * k:2 * k + 2], k) for k in range(2))
+        old = mech.impulses[8:].reshape((4, 2) + mech.impulses.shape[1:])
+        # A contact point keeps its impulses if the same feature of the same leg touched last step.
+        carried = []
+        for s in range(4):
+            leg = s // 2
+            acc = jnp.zeros_like(old[0])
+            for o in (2 * leg, 2 * leg + 1):
+                same = (mech.features[o] == slots.feature[s]) & slots.touch[s]
+                acc = jnp.where(same[None], old[o], acc)
+            carried.append(acc)
+        warm = impulses.Impulses(warm_joints, jnp.stack(carried))
+        bodies, acc = impulses.solve((hull, *legs), joints, manifolds, warm, forces.friction,
+                                     max_impulse, config.velocity_iterations)
+        swept_vel = jnp.stack([jnp.stack([b[0], b[1]]) for b in bodies], 1)
+        swept_ang = jnp.stack([b[2] for b in bodies])
+        swept_u = K.project_velocities(p, swept_vel, swept_ang)
+        u = jnp.where(needs, swept_u, u)
+        vel = jnp.where(needs, swept_vel, vel)
+        ang = jnp.where(needs, swept_ang, ang)
+        joint_acc = jnp.where(needs, acc.joints, joint_acc)
+        contact_acc = jnp.where(needs, acc.contacts, contact_acc)
+    flat = jnp.concatenate([joint_acc.reshape((8,) + lam.shape[1:]), contact_acc.reshape((8,) + lam.shape[1:])])
+    return u, vel, ang, flat
 
 
 def needs_contact_solve(position: jax.Array, heights: jax.Array) -> jax.Array:
@@ -358,15 +365,16 @@ def step_batched(
     p = K.pose(mech.position)
     slots, touched, hull_touch = contacts(heights, p)
     fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
-    u_new, vel, ang, accumulated = _sequential_impulses(p, mech, slots, hull_impulse, forces, config,
-                                                        needs, contact)
+    minv = solve_arrow_inverse(K.mass_matrix(p))
+    u_new, vel, ang, accumulated = _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config,
+                                                   needs, contact)
     u_new = _cap(u_new)
 
     # Positions, then push-out of overlapping contacts (separations predicted to first order).
     position = mech.position + C.DT * u_new
     normals = normal_rows(p, slots)
     jn = normals.masked(slots.touch.astype(jnp.float32))
-    minv_jn = jn.through(solve_arrow_inverse(K.mass_matrix(p)))  # [5, 4]
+    minv_jn = jn.through(minv)  # [5, 4]
     sep = slots.separation - C.CONTACT_DISTANCE + C.DT * jn.apply(u_new)
     w = jnp.stack([jn.apply(minv_jn[:, b]) for b in range(N_SLOTS)], 1)  # [4, 4]
     push, contacts_ok = _push_out(w, sep, slots.touch, config.position_iterations)
