@@ -98,6 +98,12 @@ def test_compare_ground_judges_relative_differences():
     rows = ground.compare_ground(port, box)
     assert rows["both_legs"]["pass"] and not rows["one_leg"]["pass"]
     assert rows["one_leg"]["relative_difference"] == pytest.approx(0.25)
+    # Near zero, an absolute floor decides; no such steps on either side is not applicable.
+    box = dict(box, tilt_right_engine=0.002, tilt_left_engine=float("nan"), out=0.01)
+    port = dict(box, tilt_right_engine=-0.004, tilt_left_engine=float("nan"), out=0.02)
+    rows = ground.compare_ground(port, box)
+    assert rows["tilt_right_engine"]["pass"] and rows["tilt_left_engine"]["pass"]
+    assert not rows["out"]["pass"]
 
 
 def test_parting_finds_the_first_step_that_differs():

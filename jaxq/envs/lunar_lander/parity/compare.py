@@ -610,7 +610,60 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
         "verdict": verdict,
     }
     write_outputs(out, summary, raw, _figure(rows, raw, env, names), figure_name="histograms.png")
+    (out / "tables.md").write_text(markdown_tables(summary))
     return summary
+
+
+def rejudge(summary: dict[str, Any]) -> dict[str, Any]:
+    """The summary's rows judged again by the current criteria from their stored statistics."""
+    for row in summary["rows"].values():
+        row["port_minus_box2d"] = check_parity(row["port"], row["box2d"])
+        stats = {side: {k: v[side] for k, v in row["ground"].items()} for side in ("port", "box2d")}
+        row["ground"] = ground.compare_ground(stats["port"], stats["box2d"])
+        row["pass"] = row["port_minus_box2d"]["pass"] and all(r["pass"] for r in row["ground"].values())
+    return summary
+
+
+def _pair(row: dict[str, Any], key: str, fmt: str) -> str:
+    entry = row["ground"][key]
+    mark = "" if entry["pass"] else " ✗"
+    return f"{format(entry['port'], fmt)} / {format(entry['box2d'], fmt)}{mark}"
+
+
+def markdown_tables(summary: dict[str, Any]) -> str:
+    """The README's tables: per pilot, the episode statistics and the on-ground statistics (port /
+    Box2D; ✗ marks a statistic outside its tolerance), and the tilt envelope."""
+    lines = ["| pilot | return, port / Box2D (± s.e.) | difference (tolerance) | landed | crashed "
+             "| paired replays: port − Box2D | verdict |", "|---|---|---|---|---|---|---|"]
+    for name, row in summary["rows"].items():
+        port, box2d, diff, pair = row["port"], row["box2d"], row["port_minus_box2d"], row["paired"]
+        lines.append(
+            f"| {name} | {port['mean_return']:.1f} ± {port['se_return']:.1f} / "
+            f"{box2d['mean_return']:.1f} ± {box2d['se_return']:.1f} | "
+            f"{diff['mean_return_diff']:+.1f} ({diff['return_tolerance']:.1f}) | "
+            f"{100 * port['landing_fraction']:.1f} / {100 * box2d['landing_fraction']:.1f} % | "
+            f"{100 * port['outcomes']['crash']:.1f} / {100 * box2d['outcomes']['crash']:.1f} % | "
+            f"{pair['mean_return_diff']:+.1f} ± {pair['se_return_diff']:.1f} | "
+            f"{'pass' if row['pass'] else 'FAIL'} |")
+    lines += ["", "| pilot | both legs down | one leg down | right leg alone | left leg alone "
+              "| \|v_x\| landed (m/s) | tilt, right engine on ground | tilt, left engine on ground "
+              "| crash after landing | out of screen | steps on ground |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in summary["rows"].items():
+        cells = [_pair(row, "both_legs", ".3f"), _pair(row, "one_leg", ".3f"),
+                 _pair(row, "right_leg_alone", ".3f"), _pair(row, "left_leg_alone", ".3f"),
+                 _pair(row, "landed_speed", ".3f"), _pair(row, "tilt_right_engine", "+.3f"),
+                 _pair(row, "tilt_left_engine", "+.3f"), _pair(row, "crash_after_landing", ".3f"),
+                 _pair(row, "out", ".3f"), _pair(row, "ground_steps", ".0f")]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    env = summary["envelope"]
+    lines += ["", f"Tilt envelope (first crashing tilt, left / right, drops at {TILT_SPEED} m/s): "
+              f"port {env['port']['first_crash_negative_tilt']:+.2f} / "
+              f"{env['port']['first_crash_tilt']:+.2f} rad, Box2D "
+              f"{env['box2d']['first_crash_negative_tilt']:+.2f} / "
+              f"{env['box2d']['first_crash_tilt']:+.2f} rad; first crashing vertical drop: port "
+              f"{env['port']['first_crash_speed']}, Box2D {env['box2d']['first_crash_speed']} m/s."]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -618,5 +671,6 @@ def main() -> None:
 
 
 __all__ = ["OUTCOMES", "POLICIES", "SETUPS", "batch_transition", "check_parity", "check_targets",
-           "compare_setup", "episode_stats", "load_reference", "main", "paired_stats", "run",
+           "compare_setup", "episode_stats", "load_reference", "main", "markdown_tables",
+           "paired_stats", "rejudge", "run",
            "run_port_episodes", "run_port_paired", "setups"]
