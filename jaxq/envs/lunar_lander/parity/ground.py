@@ -105,7 +105,7 @@ def compare_ground(port: dict[str, Any], box2d: dict[str, Any],
     statistic that neither side has (no such steps: NaN on both) passes as not applicable."""
     out = {}
     for key in GROUND_KEYS:
-        a, b = port[key], box2d[key]
+        a, b = (float("nan") if x is None else float(x) for x in (port[key], box2d[key]))  # JSON null
         if np.isnan(a) and np.isnan(b):
             out[key] = {"port": a, "box2d": b, "relative_difference": float("nan"), "pass": True}
             continue
