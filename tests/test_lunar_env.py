@@ -417,7 +417,8 @@ def test_velocity_iterations_matter_only_on_the_ground(rollout):
     """The original's 180 sweeps have converged in flight but not on the ground: in flight the
     port gives the same states with 1000 sweeps, after touchdown it does not (as Box2D with more
     iterations does not), and the legs then hold the hull differently."""
-    cases = [drop(1.2, gap=0.3), drop(0.6, 0.12, gap=0.3), drop(1.8, -0.05, gap=0.3), drop(0.5, -0.2, gap=0.3)]
+    cases = [drop(1.2, gap=0.3), drop(0.6, 0.12, gap=0.3), drop(1.8, -0.05, gap=0.3),
+             drop(0.5, -0.2, gap=0.3)]
     more = LL.make_params(velocity_iterations=1000)
     obs_a, _, _ = rollout(cases)
     obs_b, _, _ = rollout(cases, params=more)

@@ -340,7 +340,8 @@ def _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config, needs, c
         ang = jnp.where(needs, swept_ang, ang)
         joint_acc = jnp.where(needs, acc.joints, joint_acc)
         contact_acc = jnp.where(needs, acc.contacts, contact_acc)
-    flat = jnp.concatenate([joint_acc.reshape((8,) + lam.shape[1:]), contact_acc.reshape((8,) + lam.shape[1:])])
+    rest = lam.shape[1:]
+    flat = jnp.concatenate([joint_acc.reshape((8,) + rest), contact_acc.reshape((8,) + rest)])
     return u, vel, ang, flat
 
 

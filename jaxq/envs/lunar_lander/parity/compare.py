@@ -16,9 +16,10 @@ stored with the harness, see :mod:`.pilots`):
   continuous (time-of-impact) collision.
 
 Then the landing envelope: vertical and tilted drops onto a flat pad from the very same injected
-body states (the tilt envelope: the smallest tilt on each side whose drop crashes). Writes ``summary.json`` (both sides, the targets, a pass/fail line per row),
-``curves.npz`` (every episode's return, length and outcome; the envelope sweeps) and
-``histograms.png``.
+body states (the tilt envelope: the smallest tilt on each side whose drop crashes). Writes
+``summary.json`` (both sides, the criteria, a pass/fail line per row), ``tables.md`` (the README's
+tables), ``curves.npz`` (every episode's return, length, outcome and parting step; the envelope
+sweeps) and ``histograms.png``.
 
 The Box2D side needs the optional ``gymnasium[box2d]`` (the ``dev`` or ``bench`` extra).
 """
@@ -646,7 +647,7 @@ def markdown_tables(summary: dict[str, Any]) -> str:
             f"{pair['mean_return_diff']:+.1f} ± {pair['se_return_diff']:.1f} | "
             f"{'pass' if row['pass'] else 'FAIL'} |")
     lines += ["", "| pilot | both legs down | one leg down | right leg alone | left leg alone "
-              "| \|v_x\| landed (m/s) | tilt, right engine on ground | tilt, left engine on ground "
+              "| \\|v_x\\| landed (m/s) | tilt, right engine on ground | tilt, left engine on ground "
               "| crash after landing | out of screen | steps on ground |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in summary["rows"].items():
