@@ -104,7 +104,7 @@ def _sweep_parser(prog: str, *, add_help: bool = True, description: str = SWEEP_
     p.add_argument("--log-every", type=int, help="steps between logged points (default: about 100 points)")
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="static environment option, e.g. max_depth=64, preset=FrozenLake-4x4, "
-                        "depth=4 / branching=3 (complete Branching tree), newton_iterations=8 (LunarLander)")
+                        "depth=4 / branching=3 (complete Branching tree), velocity_iterations=180 (LunarLander)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/sweep-ENV-LEARNER)")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="save the whole sweep state every K environment steps (to OUT/checkpoint)")

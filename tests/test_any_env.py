@@ -121,7 +121,7 @@ def test_fa_learners_on_lunar_lander_through_the_cli_sweep_gravity_and_wind(name
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["axes"] == ["gravity", "wind_power", "seed", "t"]
-    assert summary["config"]["learner"]["env_static"]["newton_iterations"] == 6
+    assert summary["config"]["learner"]["env_static"]["velocity_iterations"] == 180
     curves = np.load(out / "curves.npz")
     assert curves["episodes"].shape == (2, 2, 2, 3)
     assert ("eval_return" in curves) == (name != "linear")
@@ -168,8 +168,8 @@ def test_tabular_learners_run_on_every_finite_env(name):
          "model; LunarLander-v3 is not one. Learners for LunarLander-v3: linear, mlp, dqn"),
         (["sweep", "chain", "--depth", "0"], "depth=0 is not allowed"),  # defect 5: it said max_depth=0
         (["sweep", "LunarLander-v3", "--gravity", "-20"], "gravity=-20.0 is not allowed"),
-        (["sweep", "LunarLander-v3", "--newton-iterations", "3", "4"],
-         "--newton-iterations sets a static parameter of LunarLander-v3"),
+        (["sweep", "LunarLander-v3", "--velocity-iterations", "3", "4"],
+         "--velocity-iterations sets a static parameter of LunarLander-v3"),
         (["sweep", "chain", "--learner", "mlp", "--step-size", "constant"],
          "--step-size is not an option of learner 'mlp'"),
         (["sweep", "chian"], "env='chian' is not a known environment (did you mean 'Chain'?)"),
@@ -196,8 +196,8 @@ def test_a_static_env_field_is_refused_as_an_axis_before_compiling(monkeypatch):
     env, params = jaxq.make("LunarLander-v3")
     learner = make_learner("linear", env, params, steps=10, log_every=10)
     monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled before validating"))
-    with pytest.raises(ValueError, match="'newton_iterations' is a static parameter of LunarLander-v3"):
-        sweep(learner, {"newton_iterations": [4, 6]})
+    with pytest.raises(ValueError, match="'velocity_iterations' is a static parameter of LunarLander-v3"):
+        sweep(learner, {"velocity_iterations": [60, 180]})
     with pytest.raises(ValueError, match="wind_power=25.0 is not allowed"):
         sweep(learner, {"wind_power": [5.0, 25.0]})
 
