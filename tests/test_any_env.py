@@ -189,7 +189,7 @@ def test_help_lists_the_learners_options_and_sweepable_names(capsys):
     for flag in ("--width", "--activation", "--target-network", "--eval-every", "--gravity", "--wind-power",
                  "--alpha", "--epsilon"):
         assert flag in out
-    assert "--step-size" not in out and "--newton-iterations" not in out
+    assert "--step-size" not in out and "--velocity-iterations" not in out
 
 
 def test_a_static_env_field_is_refused_as_an_axis_before_compiling(monkeypatch):
