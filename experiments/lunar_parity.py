@@ -1,9 +1,9 @@
-"""LunarLander parity: the JAX port vs Gymnasium's Box2D environment (jaxq.studies.lunar_parity).
+"""LunarLander parity: the JAX port vs Gymnasium's Box2D environment (jaxq.envs.lunar_lander.parity.compare).
 
     python experiments/lunar_parity.py [--quick] [--out DIR]
 """
 
-from jaxq.studies import lunar_parity
+from jaxq.envs.lunar_lander.parity import compare
 
 if __name__ == "__main__":
-    lunar_parity.main()
+    compare.main()

@@ -19,9 +19,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = {"envs", "exact", "td", "learners", "replay", "sweep", "checkpoint", "metrics", "plots",
-               "outputs", "studies", "bench", "validation", "types", "rng", "distributed"}
+               "outputs", "studies", "bench", "validation", "types", "rng", "hparams", "policy", "distributed"}
 _FUNCTIONS = {"make": "jaxq.envs", "register": "jaxq.envs", "registered": "jaxq.envs",
-              "make_learner": "jaxq.learners"}
+              "make_learner": "jaxq.learners", "load_policy": "jaxq.policy"}
 
 __all__ = sorted(_SUBMODULES | set(_FUNCTIONS) | {"__version__"})
 

@@ -1,6 +1,7 @@
 """The ``jaxq`` command: sweeps, benchmarks and the reproduction of every study.
 
     jaxq sweep ENV --learner NAME [--depth 2 8 32] [--gamma 0.9 0.99] [--seeds 1000] [--steps N] [--out DIR]
+    jaxq train dqn ENV [--seeds N] [--steps T] [--double] [--lr 1e-4 3e-4 ...] [--out DIR]
     jaxq bench NAME [--quick] [--json FILE]
     jaxq reproduce [--quick] [--out DIR]
 
@@ -11,11 +12,12 @@ sweeps are sharded over every core.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 # Nothing here imports JAX at module level: main() sets the CPU device count first.
 
@@ -29,7 +31,9 @@ def _use_all_cpu_cores() -> None:
 
 
 def _value(text: str) -> Any:
-    """A command-line value as int, float or (failing both) string."""
+    """A command-line value as bool (true/false), int, float or (failing all) string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     for kind in (int, float):
         try:
             return kind(text)
@@ -48,9 +52,14 @@ def _env_options(pairs: Sequence[str]) -> dict[str, Any]:
     return options
 
 
-def default_log_every(steps: int, points: int = 100) -> int:
-    """The divisor of ``steps`` giving closest to ``points`` log points."""
-    return min((d for d in range(1, steps + 1) if steps % d == 0), key=lambda d: abs(steps / d - points))
+def default_log_every(steps: int, points: int = 100, unit: int = 1, within: int | None = None) -> int:
+    """The log interval giving closest to ``points`` log points: a multiple of ``unit`` that divides
+    ``steps`` (and ``within``, e.g. the evaluation interval, when given)."""
+    fits = [d for d in range(unit, steps + 1, unit) if steps % d == 0 and (not within or within % d == 0)]
+    if not fits:
+        raise ValueError(f"steps={steps} has no log interval that is a multiple of {unit} env steps (one piece "
+                         "of the learner's loop)" + (f" and divides eval_every={within}" if within else ""))
+    return min(fits, key=lambda d: abs(steps / d - points))
 
 
 class _Progress:
@@ -70,7 +79,8 @@ class _Progress:
         eta = status.run_s * (1 - fraction) / max(done_here, 1e-9)
         chunk = f"  chunk {status.chunk}/{status.chunks}" if status.chunks > 1 else ""
         end = "\n" if fraction >= 1.0 or not sys.stderr.isatty() else ""
-        print(f"\r[jaxq] {fraction:6.1%}{chunk}  {rate / 1e6:8.2f} M env steps/s  eta {eta:6.1f} s",
+        shown = f"{rate / 1e6:8.2f} M" if rate >= 1e6 else f"{rate / 1e3:8.1f} k"
+        print(f"\r[jaxq] {fraction:6.1%}{chunk}  {shown} env steps/s  eta {eta:6.1f} s",
               end=end, file=sys.stderr, flush=True)
 
 
@@ -82,21 +92,23 @@ SWEEP_DESCRIPTION = (
     "the error against the exact Q* is logged; on every environment the training and greedy returns.")
 
 
-def _sweep_parser(prog: str, *, add_help: bool = True) -> argparse.ArgumentParser:
+def _sweep_parser(prog: str, *, add_help: bool = True, description: str = SWEEP_DESCRIPTION,
+                  learner_choice: bool = True) -> argparse.ArgumentParser:
     from jaxq.learners import LEARNERS
 
-    p = argparse.ArgumentParser(prog=prog, add_help=add_help, description=SWEEP_DESCRIPTION)
+    p = argparse.ArgumentParser(prog=prog, add_help=add_help, description=description)
     p.add_argument("env", nargs="?", help="environment: Chain, Branching, GridWorld, LunarLander-v3 or any "
                    "gymnax id (e.g. CartPole-v1)")
-    p.add_argument("--learner", help="; ".join(f"{k}: {v.description}" for k, v in LEARNERS.items())
-                   + " (default: q on finite environments, mlp elsewhere)")
+    if learner_choice:
+        p.add_argument("--learner", help="; ".join(f"{k}: {v.description}" for k, v in LEARNERS.items())
+                       + " (default: q on finite environments, mlp elsewhere)")
     p.add_argument("--seeds", type=int, default=100, help="independent seeds per grid point (default: 100)")
     p.add_argument("--seed", type=int, default=0, help="root seed (default: 0)")
     p.add_argument("--steps", type=int, default=10_000, help="environment steps per seed (default: 10000)")
     p.add_argument("--log-every", type=int, help="steps between logged points (default: about 100 points)")
     p.add_argument("--env-option", action="append", default=[], metavar="KEY=VALUE",
                    help="static environment option, e.g. max_depth=64, preset=FrozenLake-4x4, "
-                        "depth=4 / branching=3 (complete Branching tree), newton_iterations=8 (LunarLander)")
+                        "depth=4 / branching=3 (complete Branching tree), velocity_iterations=180 (LunarLander)")
     p.add_argument("--out", type=Path, help="output folder (default: runs/sweep-ENV-LEARNER)")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="save the sweep state every K environment steps, any K >= 1 (saves land on log points: "
@@ -141,21 +153,39 @@ def _add_learner_options(parser: argparse.ArgumentParser, name: str) -> None:
 
     group = parser.add_argument_group(f"options of learner {name!r}")
     for option, spec in LEARNERS[name].options.items():
+        if not spec.cli:
+            continue
         shown = f" (default: {spec.default})" if spec.default is not None else ""
         if spec.kind is bool:
             group.add_argument(_flag(option), dest=f"opt_{option}", action=argparse.BooleanOptionalAction,
                                default=None, help=spec.help + shown)
         else:
-            group.add_argument(_flag(option), dest=f"opt_{option}", type=spec.kind, choices=spec.choices,
+            group.add_argument(_flag(option), dest=f"opt_{option}", type=_argument_type(spec.kind), choices=spec.choices,
                                default=None, metavar=None if spec.choices else "V", help=spec.help + shown)
+
+
+def _argument_type(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``kind`` for argparse: a parser's own ValueError message is what the user sees."""
+    if isinstance(kind, type):
+        return kind
+
+    def parse(text: str) -> Any:
+        try:
+            return kind(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    return parse
 
 
 def _add_sweepables(parser: argparse.ArgumentParser, learner: Any) -> None:
     group = parser.add_argument_group("sweepable hyper-parameters (one or more values each)")
     for name, default in learner.defaults().items():
-        doc = getattr(learner.hyperparameters.get(name), "doc", "environment parameter")
-        group.add_argument(_flag(name), dest=f"axis_{name}", nargs="+", type=_value, metavar="V",
-                           help=f"{doc} (default: {default})")
+        spec = learner.hyperparameters.get(name)
+        doc = getattr(spec, "doc", "environment parameter")
+        flag = getattr(spec, "flag", None)
+        group.add_argument(_flag(name), dest=f"axis_{name}", nargs="+" if flag is None else "*", type=_value,
+                           metavar="V", help=f"{doc} (default: {default}"
+                           + (f"; the bare flag means {flag:g})" if flag is not None else ")"))
 
 
 def _unknown_arguments(extra: Sequence[str], learner_name: str, env: Any, params: Any) -> ValueError:
@@ -195,22 +225,34 @@ def _make_env(args: argparse.Namespace, axis_values: dict[str, list]) -> tuple[A
 def _learner_name(args: argparse.Namespace, env: Any) -> str:
     from jaxq.envs import FiniteEnv
 
-    return args.learner or ("q" if isinstance(env, FiniteEnv) else "mlp")
+    return getattr(args, "learner", None) or ("q" if isinstance(env, FiniteEnv) else "mlp")
 
 
-def _make_learner(args: argparse.Namespace, env: Any, params: Any, name: str) -> Any:
-    from jaxq.learners import LEARNERS, make_learner
+def _make_learner(args: argparse.Namespace, env: Any, params: Any, name: str,
+                  preset: dict[str, Any] | None = None) -> Any:
+    """The learner of the command line: its options from a preset (if any), overridden by those
+    given; the log interval by default about 100 points, in whole pieces of the learner's loop."""
+    from jaxq.learners import LEARNERS, learner_options, make_learner
     from jaxq.validation import check_count
 
-    log_every = args.log_every or default_log_every(check_count(args.steps, "steps"))
-    options = {option: getattr(args, f"opt_{option}") for option in LEARNERS[name].options
-               if getattr(args, f"opt_{option}", None) is not None}
-    return make_learner(name, env, params, steps=args.steps, log_every=log_every, **options)
+    given = {option: getattr(args, f"opt_{option}") for option in LEARNERS[name].options
+             if getattr(args, f"opt_{option}", None) is not None}
+    options = {**(preset or {}), **given}
+    steps = check_count(args.steps, "steps")
+    merged = learner_options(name, **options)
+    log_every = args.log_every or default_log_every(steps, unit=LEARNERS[name].step_unit(merged),
+                                                    within=merged.get("eval_every"))
+    return make_learner(name, env, params, steps=steps, log_every=log_every, **options)
 
 
-def parse_run(prog: str, argv: Sequence[str], learner: str | None = None) -> tuple[argparse.Namespace, dict, Any, Any]:
+def parse_run(prog: str, argv: Sequence[str], learner: str | None = None,
+              presets: dict[str, dict[str, Any]] | None = None,
+              more: Callable[[argparse.ArgumentParser], None] | None = None,
+              description: str = SWEEP_DESCRIPTION) -> tuple[argparse.Namespace, dict, Any, Any]:
     """Parse a sweep-like command line in three passes (environment and learner, then the learner's
-    options, then the sweepable names they imply): ``(args, axes, env, learner)``.
+    options, then the sweepable names they imply): ``(args, axes, env, learner)``. ``presets``: per
+    environment name, defaults for the options (``"options"``) and the run length (``"steps"``);
+    ``more`` adds a command's own arguments.
 
     Raises:
         ValueError: for a bad value or an argument that no option takes (naming it).
@@ -219,25 +261,31 @@ def parse_run(prog: str, argv: Sequence[str], learner: str | None = None) -> tup
     from jaxq.validation import check_choice
 
     first, _ = _sweep_parser(prog, add_help=False).parse_known_args(argv)
-    parser = _sweep_parser(prog)
+    parser = _sweep_parser(prog, description=description, learner_choice=learner is None)
+    if more is not None:
+        more(parser)
     if first.env is None:
         parser.parse_args(argv)  # prints the help, or says that ENV is missing
         parser.error("the following arguments are required: env")
     env, params = _make_env(first, {})
     name = learner or _learner_name(first, env)
     check_choice("learner", name, LEARNERS)
+    preset = (presets or {}).get(env.name, {})
+    if "steps" in preset:
+        parser.set_defaults(steps=preset["steps"])
     _add_learner_options(parser, name)
     known, _ = parser.parse_known_args([a for a in argv if a not in ("-h", "--help")])
-    probe = _make_learner(known, env, params, name)
+    probe = _make_learner(known, env, params, name, preset.get("options"))
     _add_sweepables(parser, probe)
     args, extra = parser.parse_known_args(argv)
     if extra:
         raise _unknown_arguments(extra, name, env, params)
     given = {k[len("axis_"):]: v for k, v in vars(args).items() if k.startswith("axis_") and v is not None}
+    given = {k: v if v else [probe.hyperparameters[k].flag] for k, v in given.items()}  # a bare switch flag
     position = {n: min((i for i, a in enumerate(argv) if a == _flag(n)), default=0) for n in given}
     axes = {n: given[n] for n in sorted(given, key=position.get)}  # command-line order
     env, params = _make_env(args, axes)
-    return args, axes, env, _make_learner(args, env, params, name)
+    return args, axes, env, _make_learner(args, env, params, name, preset.get("options"))
 
 
 def _print_rows(summary: dict[str, Any], result: Any) -> None:
@@ -281,9 +329,7 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     name = _learner_name(args, env)
     seeds = check_count(args.seeds, "seeds")
     out = args.out or Path("runs") / f"sweep-{env.name}-{name}"
-    n_points = 1
-    for values in axes.values():
-        n_points *= len(values)
+    n_points = math.prod(len(v) for v in axes.values())
     primary = jax.process_index() == 0
     result = sweep(
         learner, axes, seeds, seed=args.seed, max_lanes=args.max_lanes,
@@ -299,6 +345,70 @@ def cmd_sweep(argv: Sequence[str]) -> int:
     t = result.timing
     print(f"{t['env_steps']:,} env steps in {t['run_s']:.2f} s ({t['env_steps_per_s'] / 1e6:.2f} M/s), "
           f"compile {t['compile_s']:.1f} s, {t['devices']} device(s) -> {out}")
+    return 0
+
+
+# -- train ---------------------------------------------------------------------------------------
+TRAIN_DESCRIPTION = (
+    "Train many independent deep-RL agents and hyper-parameter settings in one jitted call: every "
+    "sweepable name takes one or more values (e.g. --lr 1e-4 3e-4 --double 0 1). CartPole-v1 and "
+    "LunarLander-v3 have tuned presets, so `jaxq train dqn LunarLander-v3 --seeds 8 --out runs/ll` needs no "
+    "other flag. Writes summary.json (per grid point: final greedy return over seeds, fraction solved, "
+    "steps to threshold), curves.npz, sweep.png and every agent's network (jaxq.load_policy(OUT, lane=i)).")
+
+
+def _train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--final-episodes", type=int, default=100,
+                        help="greedy episodes per agent flown with its final network (default: 100)")
+    parser.add_argument("--threshold", type=float,
+                        help="return at which the task counts as solved (default: the preset's, e.g. "
+                             "475 for CartPole-v1, 200 for LunarLander-v3)")
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from jaxq import outputs, training
+    from jaxq.learners.dqn import PRESETS
+    from jaxq.validation import check_choice, check_count
+
+    algorithms = {"dqn": PRESETS}
+    if not argv or argv[0] in ("-h", "--help"):
+        print("usage: jaxq train ALGORITHM ENV [options]\n\n" + TRAIN_DESCRIPTION
+              + f"\n\nalgorithms: {', '.join(algorithms)}; `jaxq train dqn ENV --help` lists every option.")
+        return 0 if argv else 2
+    algorithm = check_choice("algorithm", argv[0], algorithms)
+    args, axes, env, learner = parse_run(f"jaxq train {algorithm}", argv[1:], learner=algorithm,
+                                         presets=algorithms[algorithm], more=_train_arguments,
+                                         description=TRAIN_DESCRIPTION)
+    if args.distributed or args.coordinator is not None or args.num_processes is not None:
+        raise ValueError("jaxq train runs in one process; --coordinator, --num-processes, --process-id and "
+                         "--distributed are for jaxq sweep")
+    seeds = check_count(args.seeds, "seeds")
+    episodes = check_count(args.final_episodes, "final_episodes")
+    threshold = args.threshold if args.threshold is not None else algorithms[algorithm].get(env.name, {}).get("solved")
+    out = args.out or Path("runs") / f"train-{algorithm}-{env.name}"
+    n_points = math.prod(len(v) for v in axes.values())
+    run = training.train(
+        learner, axes, seeds, final_episodes=episodes, threshold=threshold, seed=args.seed, max_lanes=args.max_lanes,
+        progress=_Progress(n_points * seeds * learner.steps),
+        checkpoint_dir=_checkpoint_dir(args, out), checkpoint_every=args.checkpoint_every, resume=args.resume,
+    )
+    title = f"{env.name}, {algorithm}, {learner.steps} env steps per agent, {seeds} seeds per point"
+    summary = training.write_training(run, out, learner, title=title, extra={
+        "command": f"jaxq train {' '.join(argv)}", "env": env.name, "learner": algorithm})
+    for row in summary["grid"]:
+        label = outputs.grid_label({k: row[k] for k in run.sweep.grid_axes if len(run.sweep.coords[k]) > 1})
+        final = row["final_greedy_return"]
+        line = (f"{label:40s} final greedy return {final['mean']:.1f} [{final['ci95_low']:.1f}, "
+                f"{final['ci95_high']:.1f}] (IQM {final['iqm']:.1f}, {episodes} episodes per seed)")
+        if threshold is not None:
+            line += f"  solved (>= {threshold:g}): {row['solved_fraction']:.0%}"
+            if "steps_to_threshold" in row:
+                s = row["steps_to_threshold"]
+                line += f"  reached {s['reached_fraction']:.0%}, median step {s['median']:.0f}"
+        print(line)
+    t = run.sweep.timing
+    print(f"{t['env_steps']:,} env steps in {t['run_s']:.1f} s ({t['env_steps_per_s']:,.0f}/s), compile "
+          f"{t['compile_s']:.1f} s -> {out} (policies: jaxq.load_policy({str(out)!r}, lane=i))")
     return 0
 
 
@@ -346,7 +456,7 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
     return 0
 
 
-COMMANDS = {"sweep": cmd_sweep, "bench": cmd_bench, "reproduce": cmd_reproduce}
+COMMANDS = {"sweep": cmd_sweep, "train": cmd_train, "bench": cmd_bench, "reproduce": cmd_reproduce}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -359,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Run `jaxq COMMAND --help` for a command's options.",
     )
     top.add_argument("command", choices=sorted(COMMANDS), help="reproduce: every seed-document study and a "
-                     "report (the main job); sweep: a grid x seeds run; bench: throughput against peers")
+                     "report (the main job); sweep: a grid x seeds run; train: deep-RL agents (dqn) with saved "
+                     "policies; bench: throughput against peers")
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         top.parse_args(argv[:1] or ["--help"])
         return 2

@@ -11,6 +11,7 @@ import dataclasses
 from typing import Any, Callable
 
 import jax
+import numpy as np
 
 from jaxq.validation import check_gamma, check_probability, check_range
 
@@ -19,11 +20,25 @@ HParams = dict[str, jax.Array]
 
 @dataclasses.dataclass(frozen=True)
 class HParam:
-    """A sweepable hyper-parameter: its default and a check ``value -> value`` raising ValueError."""
+    """A sweepable hyper-parameter: its default and a check ``value -> value`` raising ValueError.
+
+    ``flag``: the value a bare command-line flag stands for (``--double`` alone is ``double=1``),
+    for on/off switches; None for hyper-parameters that always take values.
+    """
 
     default: float
     check: Callable[[Any], Any]
     doc: str
+    flag: float | None = None
+
+
+def switch_hparam(name: str, default: bool, doc: str) -> HParam:
+    """An on/off switch as a leaf: 0 or 1 (False or True), swept like any number."""
+    def check(value: Any) -> float:
+        if isinstance(value, (bool, int, float, np.bool_, np.integer, np.floating)) and value in (0, 1):
+            return float(value)
+        raise ValueError(f"{name}={value!r} is not allowed; {name} must be 0 or 1 (false or true)")
+    return HParam(float(default), check, doc, flag=1.0)
 
 
 def gamma_hparam(default: float = 0.9) -> HParam:

@@ -63,7 +63,7 @@ def grid_summary(result: SweepResult) -> list[dict[str, Any]]:
                 continue
             final = final_training(values[index]) if name in TRAINING_EPISODES else values[index][:, -1]
             row[f"final_{name}"] = metrics.summarize(final)
-        if "terminations" in result.logs:
+        if "error" in result.logs:  # exact metrics: did each lane ever reach the (single) terminal?
             reached = np.take(result.logs["terminations"][index], -1, axis=1) > 0
             row["reached_terminal_fraction"] = float(reached.mean())
         rows.append(row)
@@ -88,12 +88,14 @@ def sweep_figure(result: SweepResult, title: str) -> Any:
     return plots.returns_figure(t, curves("train_return"), curves("eval_return"), title=title, seeds=seeds)
 
 
-def write_sweep(result: SweepResult, out: Path, *, title: str,
-                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write ``summary.json``, ``curves.npz`` and ``sweep.png`` for a sweep; return the summary."""
+def write_sweep(result: SweepResult, out: Path, *, title: str, extra: dict[str, Any] | None = None,
+                rows: list[dict[str, Any]] | None = None, arrays: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+    """Write ``summary.json``, ``curves.npz`` and ``sweep.png`` for a sweep; return the summary.
+
+    ``rows`` replace the per-grid-point summaries (default :func:`grid_summary`); ``arrays`` are
+    saved next to the logged curves."""
     out.mkdir(parents=True, exist_ok=True)
-    arrays = {name: values for name, values in result.logs.items()}
-    np.savez_compressed(out / "curves.npz", **arrays, t=np.asarray(result.coords["t"]),
+    np.savez_compressed(out / "curves.npz", **result.logs, **(arrays or {}), t=np.asarray(result.coords["t"]),
                         axes=np.asarray(result.axes))
     seeds = len(result.coords["seed"])
     sweep_figure(result, title).savefig(out / "sweep.png", dpi=120)
@@ -104,7 +106,7 @@ def write_sweep(result: SweepResult, out: Path, *, title: str,
         "seeds": seeds,
         "log_steps": result.coords["t"],
         "config": result.config,
-        "grid": grid_summary(result),
+        "grid": grid_summary(result) if rows is None else rows,
         "timing": result.timing,
         "files": {"curves": "curves.npz", "figure": "sweep.png"},
     }

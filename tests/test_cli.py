@@ -47,7 +47,7 @@ def test_sweep_writes_summary_curves_and_figure(tmp_path, capsys):
     "argv, message",
     [
         (["sweep", "maze"], "env='maze' is not a known environment"),
-        (["sweep", "chain", "--learner", "dqn"], "learner='dqn' is not allowed"),
+        (["sweep", "chain", "--learner", "dnq"], "learner='dnq' is not allowed (did you mean 'dqn'?)"),
         (["sweep", "chain", "--gamma", "1.0"], "gamma=1.0 is not allowed; gamma must be a number in [0, 1)"),
         (["sweep", "chain", "--seeds", "-1"], "seeds=-1 is not allowed"),
         (["sweep", "chain", "--steps", "-5"], "steps=-5 is not allowed"),

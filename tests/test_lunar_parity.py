@@ -24,12 +24,13 @@ import jaxq
 from jaxq.envs.lunar_lander import state_from_bodies
 from jaxq.envs.lunar_lander.heuristic import heuristic_action
 from jaxq.envs.lunar_lander.render import BODY_FILL, render
-from jaxq.studies.lunar_parity import (SETUPS, batch_transition, episode_stats, paired_stats,
+from jaxq.envs.lunar_lander.parity import ground
+from jaxq.envs.lunar_lander.parity.compare import (SETUPS, batch_transition, episode_stats, paired_stats,
                                        run_port_episodes, run_port_paired)
 
 FLIGHT_TOL = 1e-3  # issue target, every observation component, one step
 CONVERGED_ITERATIONS = 3000  # Box2D velocity iterations that make its contact solve converge
-CONTACT_VELOCITY_TOL = 5e-3  # touchdown steps; Box2D's own 180-iteration error there is ~0.2
+CONTACT_VELOCITY_TOL = 5e-3  # touchdown steps (Box2D with 3000 instead of 180 sweeps differs by ~0.2)
 VELOCITY_COMPONENTS = (2, 3, 5)  # vx, vy, angular velocity in the observation
 N_CASES = 48  # injected states per check (one batch shape, so one compilation per action space)
 
@@ -39,7 +40,7 @@ def ref():
     """The Box2D reference harness (skips the test without gymnasium and Box2D)."""
     pytest.importorskip("gymnasium")
     pytest.importorskip("Box2D")
-    return importlib.import_module("jaxq.studies.box2d_reference")
+    return importlib.import_module("jaxq.envs.lunar_lander.parity.box2d_reference")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +75,7 @@ def _compare_steps(ref, envs, port_step, continuous, cases, steps=1, box2d_itera
         ref.inject(env, bodies, terrain=terrain)
         injected = ref.read_bodies(env)  # the float32 values Box2D actually holds
         states.append(state_from_bodies(params, terrain_heights=jnp.asarray(ref.read_terrain(env)),
+                                        joint_impulses=ref.joint_impulses(env),
                                         **injected.as_kwargs()))
         trace = []
         with (ref.solver_iterations(box2d_iterations) if box2d_iterations
@@ -124,31 +126,38 @@ def test_flight_one_step_matches_box2d(ref, envs, port_step, continuous):
     np.testing.assert_allclose(port_rew, box_rew, atol=100 * FLIGHT_TOL)
 
 
-def test_ground_contact_steps_match_converged_box2d(ref, envs, port_step):
-    """Touching down onto / resting on the pad: three steps agree with Box2D's converged solve.
+def test_ground_contact_steps_match_box2d(ref, envs, port_step):
+    """Touching down onto / resting on the pad: the port computes what Box2D's 180 warm-started
+    sequential-impulse sweeps compute, not the converged constraint solution.
 
-    With Gymnasium's 180 velocity iterations Box2D's own result moves by up to ~0.2 in the angular
-    velocity observation on such steps when the iterations are raised to 3000 (its sequential
-    impulses converge slowly at the 68:1 hull-to-leg mass ratio). The port solves the constraints
-    exactly, so it is compared with the converged Box2D solution: positions and angle to the flight
-    tolerance, velocities to CONTACT_VELOCITY_TOL (a leg reaching the ground within a step is
-    handled by Box2D's time-of-impact sub-step, which the port approximates), contact flags in
-    at least 99 % of the leg-steps.
+    From the same bodies and joint warm starts, the first contact step agrees with Box2D to the
+    flight tolerance in every component, while Box2D's own converged solve (3000 sweeps) differs
+    from it by far more. Over three steps the port stays with Box2D (positions and angle to the
+    flight tolerance, velocities to CONTACT_VELOCITY_TOL in most cases; the port keeps the pins
+    exact, where Box2D lets them stretch and pulls them back) and the contact flags agree.
     """
     rng = np.random.default_rng(11)
     legs = ref.read_bodies(ref.settled_env(0))
     drops = [ref.drop_bodies(legs, speed=rng.uniform(0.0, 1.0), tilt=rng.uniform(-0.1, 0.1),
                              vx=rng.uniform(-0.5, 0.5), gap=rng.uniform(0.01, 0.02))
              for _ in range(N_CASES)]
-    cases = [(ref.settled_env(0), b, ref.flat_terrain(), k % 4) for k, b in enumerate(drops)]
-    port_obs, _, box_obs, _ = _compare_steps(ref, envs, port_step, False, cases, steps=3,
-                                             box2d_iterations=CONVERGED_ITERATIONS)
+    results = {}
+    for iterations in (None, CONVERGED_ITERATIONS):
+        cases = [(ref.settled_env(0), b, ref.flat_terrain(), k % 4) for k, b in enumerate(drops)]
+        results[iterations] = _compare_steps(ref, envs, port_step, False, cases, steps=3,
+                                             box2d_iterations=iterations)
+    port_obs, _, box_obs, _ = results[None]
     assert box_obs[0, :, 6:].any(axis=1).all(), "every case touches the ground in the first step"
-    err = np.abs(port_obs[..., :6] - box_obs[..., :6]).max(axis=(0, 1))
-    tol = np.where(np.isin(np.arange(6), VELOCITY_COMPONENTS), CONTACT_VELOCITY_TOL, FLIGHT_TOL)
-    assert np.all(err <= tol), f"max |port - Box2D| per observation component: {err}"
+    first = np.abs(port_obs[0, :, :6] - box_obs[0, :, :6]).max(axis=0)
+    assert np.all(first <= FLIGHT_TOL), f"first contact step, max |port - Box2D|: {first}"
+    converged = np.abs(port_obs[0, :, :6] - results[CONVERGED_ITERATIONS][2][0, :, :6]).max(axis=0)
+    assert converged[5] > 10 * first[5], "the converged solve should differ from Box2D's 180 sweeps"
+    err = np.abs(port_obs[..., :6] - box_obs[..., :6]).max(axis=0)  # [N, 6] over the three steps
+    assert np.all(err[:, :2].max(axis=0) <= FLIGHT_TOL), err[:, :2].max(axis=0)
+    close = np.mean(err[:, VELOCITY_COMPONENTS].max(axis=1) <= CONTACT_VELOCITY_TOL)
+    assert close >= 0.85, f"only {close:.0%} of the cases stay within {CONTACT_VELOCITY_TOL}"
     same_flags = np.mean(port_obs[..., 6:] == box_obs[..., 6:])
-    assert same_flags >= 0.99, f"contact flags agree in only {same_flags:.1%} of leg-steps"
+    assert same_flags >= 0.98, f"contact flags agree in only {same_flags:.1%} of leg-steps"
 
 
 def test_noop_replays_end_like_box2d(ref, port_step):
@@ -171,6 +180,50 @@ def test_noop_replays_end_like_box2d(ref, port_step):
     assert stats["same_outcome"] == 1.0, stats
     assert stats["same_length"] >= 0.75, f"too few replays end on Box2D's step: {stats}"
     assert abs(stats["mean_return_diff"]) <= 3 * stats["se_return_diff"] + 1.0, stats
+
+
+def test_tilt_envelope_matches_box2d(ref, port_step):
+    """Tilted touchdowns at 0.5 m/s crash where Box2D's do, on both sides: the smallest crashing
+    tilt is the same to the right and to the left (Box2D: +0.22 and -0.20 rad), and beyond it the
+    boundary is chaotic in both (Box2D lands +0.24 once more), so most but not all tilts agree."""
+    tilts = np.array([-0.24, -0.22, -0.20, -0.18, -0.16, 0.18, 0.20, 0.22, 0.24, 0.26])
+    settled = ref.settled_env(0)
+    legs, impulses = ref.read_bodies(settled), ref.joint_impulses(settled)
+    bodies = [ref.drop_bodies(legs, 0.5, tilt=float(a)) for a in tilts]
+    box2d = [ref.run_drop(ref.settled_env(0), b, max_steps=200).outcome for b in bodies]
+    starts = [ref.InitialCondition(b, ref.flat_terrain(), np.zeros(8, np.float32), None,
+                                   np.zeros((200, 2)), impulses) for b in bodies]
+    starts += starts[:1] * (N_CASES - len(starts))  # the compiled step's batch size
+    port = run_port_paired(starts, continuous=False, actions=np.zeros((N_CASES, 200), np.int32),
+                           step=port_step[False])
+    outcomes = np.array(port["outcomes"][:len(tilts)])
+    box2d = np.array(box2d)
+    table = dict(zip(tilts.tolist(), zip(outcomes.tolist(), box2d.tolist())))
+
+    def first_crash(result, side):
+        picked = tilts[(np.sign(tilts) == side) & (result == "crash")]
+        return picked[np.argmin(np.abs(picked))]
+
+    for side in (-1, 1):
+        assert first_crash(outcomes, side) == first_crash(box2d, side), table
+    assert np.mean(outcomes == box2d) >= 0.8, table
+
+
+def test_learned_pilot_paired_replay_stays_with_box2d(ref, port_step):
+    """A DQN pilot trained in Box2D, flown closed loop from Box2D's post-reset states with the same
+    engine noise: its port replays follow Box2D's trajectories (every state entry within 0.01,
+    same contact flags) through the descent, for at least 60 steps in most episodes."""
+    steps = 120
+    seeds = range(N_CASES)
+    box2d = ref.run_episodes("dqn_200k", seeds, record=True)
+    laid = ground.pad(box2d.observations, box2d.actions, continuous=False)
+    starts = [ref.initial_condition(s, steps=steps) for s in seeds]
+    port = run_port_paired(starts, continuous=False, policy="dqn_200k", step=port_step[False],
+                           record=True)
+    parted = ground.parting(port["observations"], port["alive"], laid["next_obs"][:steps],
+                            laid["alive"][:steps])
+    together = np.mean((parted["steps"] == 0) | (parted["steps"] > 60))
+    assert together >= 0.75, parted
 
 
 # ------------------------------------------------------------------------------ distributions

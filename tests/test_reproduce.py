@@ -25,7 +25,7 @@ def test_reproduce_tiny_writes_every_figure_summary_and_the_report(tmp_path):
 
 def test_unknown_study_is_a_clear_error(capsys):
     assert main(["reproduce", "--only", "chain_dept"]) == 2
-    assert "study='chain_dept' is not allowed; choose one of" in capsys.readouterr().err
+    assert "study='chain_dept' is not allowed (did you mean 'chain_depth'?); choose one of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name", sorted(bench.BENCHMARKS))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from jaxq.studies import chain_depth, discount_sweep, per_state_bias, td_gallery
+from jaxq.studies import chain_depth, discount_sweep, per_state_bias, td_gallery, verdicts
 from jaxq.td import Bootstrap
 
 
@@ -36,27 +36,27 @@ def test_volatility_is_the_rms_around_the_trend_of_the_second_half():
     line = 2.0 - 0.01 * t
     zigzag = line + 0.1 * (-1.0) ** t
     first_half_noise = np.where(t < 20, np.sin(t), 0.0) + line
-    assert chain_depth.volatility(line) == pytest.approx(0.0, abs=1e-12)
-    assert chain_depth.volatility(line, detrend=False) == pytest.approx(0.01 * np.arange(20).std())
-    assert chain_depth.volatility(zigzag) == pytest.approx(0.1, rel=1e-2)
-    assert chain_depth.volatility(first_half_noise) == pytest.approx(0.0, abs=1e-12)
-    assert chain_depth.volatility(np.stack([line, zigzag])).shape == (2,)
+    assert verdicts.volatility(line) == pytest.approx(0.0, abs=1e-12)
+    assert verdicts.volatility(line, detrend=False) == pytest.approx(0.01 * np.arange(20).std())
+    assert verdicts.volatility(zigzag) == pytest.approx(0.1, rel=1e-2)
+    assert verdicts.volatility(first_half_noise) == pytest.approx(0.0, abs=1e-12)
+    assert verdicts.volatility(np.stack([line, zigzag])).shape == (2,)
 
 
 def test_trend_needs_the_ends_apart_and_no_significant_drop():
-    assert chain_depth.trend([(0, 1), (2, 3), (4, 5)]) is True
-    assert chain_depth.trend([(0, 1), (0.5, 1.5), (4, 5)]) is True  # overlapping steps are not drops
-    assert chain_depth.trend([(2, 3), (0, 1), (4, 5)]) is None  # up overall, significantly down once
-    assert chain_depth.trend([(0, 2), (3, 4), (1, 3)]) is False  # the ends overlap
-    assert chain_depth.all_of([True, True]) is True and chain_depth.all_of([False, False]) is False
-    assert chain_depth.all_of([True, False]) is None
-    assert chain_depth.both([True, None]) is None and chain_depth.both([True, False]) is False
+    assert verdicts.trend([(0, 1), (2, 3), (4, 5)]) is True
+    assert verdicts.trend([(0, 1), (0.5, 1.5), (4, 5)]) is True  # overlapping steps are not drops
+    assert verdicts.trend([(2, 3), (0, 1), (4, 5)]) is None  # up overall, significantly down once
+    assert verdicts.trend([(0, 2), (3, 4), (1, 3)]) is False  # the ends overlap
+    assert verdicts.all_of([True, True]) is True and verdicts.all_of([False, False]) is False
+    assert verdicts.all_of([True, False]) is None
+    assert verdicts.both([True, None]) is None and verdicts.both([True, False]) is False
 
 
 def test_chain_q_star_scales_and_coverage():
     sup, mean_abs = chain_depth.q_star_scales(2, 0.9, "reset")
     assert sup == pytest.approx(1.0) and mean_abs == pytest.approx((0.81 + 0.9 + 0.81 + 1.0) / 4)
-    cov = chain_depth.coverage(np.array([0, 0, 3, 5]))
+    cov = verdicts.coverage(np.array([0, 0, 3, 5]))
     assert cov == {"reached_fraction": 0.5, "episodes_median": 1.5, "episodes_mean": 2.0}
 
 

@@ -75,4 +75,5 @@ def test_staircase_measure_counts_unchanged_steps():
     result = tabular_q.convergence(final=np.array([0.01, 0.02, 0.2]), midway=np.array([0.04, 0.04, 0.4]))
     assert result["fraction_below_tolerance"] == pytest.approx(2 / 3)
     assert result["second_half_reduction"] == pytest.approx(0.5)
-    assert tabular_q.trend(0.5) == "still decreasing" and tabular_q.trend(0.98) == "stalled at a noise floor"
+    assert tabular_q.convergence_word(0.5) == "still decreasing"
+    assert tabular_q.convergence_word(0.98) == "stalled at a noise floor"

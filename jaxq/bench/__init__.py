@@ -17,6 +17,8 @@ BENCHMARKS: dict[str, str] = {
     "tabular": "jaxq.bench.tabular",
     "mlp": "jaxq.bench.mlp",
     "lunar": "jaxq.bench.lunar",
+    "dqn": "jaxq.bench.dqn",
+    "replay": "jaxq.bench.replay",
     "checkpoint": "jaxq.bench.checkpoint",
 }
 # the peer packages each benchmark imports (the `bench` extra installs them all)
@@ -24,6 +26,8 @@ PEERS: dict[str, tuple[str, ...]] = {
     "tabular": (),
     "mlp": ("torch",),
     "lunar": ("gymnasium", "Box2D"),
+    "dqn": ("gymnasium", "Box2D", "stable_baselines3"),
+    "replay": ("flashbax",),
     "checkpoint": (),
 }
 

@@ -9,6 +9,7 @@ whether it needs a finite environment.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 from jaxq import td
@@ -28,8 +29,10 @@ from jaxq.learners.approx import (
     one_hot_features,
 )
 from jaxq.learners.base import OnlineLearner, discrete_actions
+from jaxq.learners.dqn import LOSSES, DQNLearner
 from jaxq.learners.exploration import SCHEDULES
 from jaxq.learners.tabular import STEP_SIZES, TabularLearner
+from jaxq.replay import BUFFERS
 from jaxq.validation import check_choice
 
 
@@ -37,13 +40,15 @@ from jaxq.validation import check_choice
 class Option:
     """A static option of a learner (it sets a shape, a loop or a code path, so it is not swept).
 
-    ``kind`` is the Python type a command-line value is read as; ``choices`` the allowed values.
+    ``kind`` reads a command-line value (a type or a parser); ``choices`` the allowed values;
+    ``cli=False`` for options only Python can give (functions, dicts).
     """
 
     default: Any
     help: str
-    kind: type = str
+    kind: Callable[[str], Any] = str
     choices: tuple[Any, ...] | None = None
+    cli: bool = True
 
 
 CONTRACT_OPTIONS = {
@@ -78,10 +83,11 @@ class LearnerSpec:
     build: Callable[..., OnlineLearner]
     options: dict[str, Option]
     finite_only: bool = False
+    step_unit: Callable[[dict[str, Any]], int] = lambda options: 1  # env steps per indivisible piece of the loop
 
 
-def _tabular(target: str, **fixed: Any) -> Callable[..., OnlineLearner]:
-    def build(env, params, **options):
+def _tabular(**fixed: Any) -> Callable[..., OnlineLearner]:
+    def build(env, params, *, target: Any, **options):
         return TabularLearner(env, params, target=td.get(target), **fixed, **options)
     return build
 
@@ -118,8 +124,43 @@ TABULAR_OPTIONS = {
 
 
 def _tabular_spec(description: str, target: str, n_steps: int = 1, **fixed: Any) -> LearnerSpec:
-    options = {**TABULAR_OPTIONS, "n_steps": Option(n_steps, "n of the n-step return", int)}
-    return LearnerSpec(description, _tabular(target, **fixed), options, finite_only=True)
+    options = {"target": dataclasses.replace(TARGET["target"], default=target), **TABULAR_OPTIONS,
+               "n_steps": Option(n_steps, "n of the n-step return", int)}
+    return LearnerSpec(description, _tabular(**fixed), options, finite_only=True)
+
+
+def widths(text: str | tuple[int, ...]) -> tuple[int, ...]:
+    """Hidden layer widths from the command line: ``"256,256"`` -> ``(256, 256)``."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        return tuple(int(w) for w in str(text).split(","))
+    except ValueError:
+        raise ValueError(f"widths={text!r} is not allowed; give positive integers separated by commas, "
+                         "e.g. 256,256") from None
+
+
+_DQN = {name: p.default for name, p in inspect.signature(DQNLearner).parameters.items()}  # its own defaults
+DQN_OPTIONS = {
+    "widths": Option(_DQN["widths"], "hidden layer widths of the Q-network, e.g. 256,256", widths),
+    "activation": Option(_DQN["activation"], "hidden activation", str, tuple(ACTIVATIONS)),
+    "replay": Option(_DQN["replay"], "replay buffer: " + "; ".join(f"{k}: {v}" for k, v in BUFFERS.items()), str,
+                     tuple(BUFFERS)),
+    "buffer_size": Option(_DQN["buffer_size"], "replay capacity per agent (transitions)", int),
+    "batch_size": Option(_DQN["batch_size"], "transitions per gradient step", int),
+    "num_envs": Option(_DQN["num_envs"], "environments per agent, stepped together", int),
+    "train_freq": Option(_DQN["train_freq"], "vector steps between rounds of gradient steps", int),
+    "gradient_steps": Option(_DQN["gradient_steps"], "gradient steps per round", int),
+    "learning_starts": Option(_DQN["learning_starts"], "env steps before the first update (>= batch_size)", int),
+    "n_steps": Option(_DQN["n_steps"], "n of the n-step return", int),
+    "loss": Option(_DQN["loss"], "huber (delta 1) or mse", str, LOSSES),
+    "max_grad_norm": Option(_DQN["max_grad_norm"], "global-norm gradient clipping", float),
+    "target": dataclasses.replace(TARGET["target"], default=_DQN["target"]),
+    **CONTRACT_OPTIONS,
+    "hparam_defaults": Option(None, "other defaults of the hyper-parameters, e.g. a preset's", dict, cli=False),
+    "replay_options": Option(None, "static options of the replay buffer, e.g. weights='memory'", dict, cli=False),
+    "network": Option(None, "a flax module obs -> [A] instead of the MLP of `widths`", object, cli=False),
+}
 
 
 LEARNERS: dict[str, LearnerSpec] = {
@@ -139,7 +180,25 @@ LEARNERS: dict[str, LearnerSpec] = {
         {"width": Option(64, "hidden units per layer", int), "layers": Option(1, "hidden layers", int),
          "activation": Option("relu", "hidden activation", str, tuple(ACTIVATIONS)),
          **APPROX_OPTIONS, **CONTRACT_OPTIONS}),
+    "dqn": LearnerSpec(
+        "DQN / Double DQN (the leaf `double`) with replay, a target network and Adam; many envs per agent",
+        DQNLearner, DQN_OPTIONS, step_unit=lambda options: options["train_freq"] * options["num_envs"]),
 }
+
+
+def learner_options(name: str, **given: Any) -> dict[str, Any]:
+    """Learner ``name``'s options: its defaults (those that are not None) overridden by ``given``.
+
+    Raises:
+        ValueError: for an unknown learner or an option it does not have (naming the ones it has).
+    """
+    check_choice("learner", name, LEARNERS)
+    spec = LEARNERS[name]
+    unknown = sorted(set(given) - set(spec.options))
+    if unknown:
+        raise ValueError(f"{unknown[0]!r} is not an option of learner {name!r}; its options: "
+                         f"{', '.join(k for k, o in spec.options.items() if o.cli)}")
+    return {**{k: o.default for k, o in spec.options.items() if o.default is not None}, **given}
 
 
 def learners_for(env: Any) -> list[str]:
@@ -162,16 +221,11 @@ def make_learner(name: str, env: Any, env_params: Any, *, steps: int, log_every:
     if spec.finite_only and not isinstance(env, FiniteEnv):
         raise ValueError(f"learner={name!r} needs a finite environment with a tabular model; {env.name} is "
                          f"not one. Learners for {env.name}: {', '.join(learners_for(env))}")
-    unknown = sorted(set(options) - set(spec.options))
-    if unknown:
-        raise ValueError(f"{unknown[0]!r} is not an option of learner {name!r}; its options: "
-                         f"{', '.join(spec.options)}")
-    defaults = {k: o.default for k, o in spec.options.items() if o.default is not None}
-    return spec.build(env, env_params, steps=steps, log_every=log_every, **{**defaults, **options})
+    return spec.build(env, env_params, steps=steps, log_every=log_every, **learner_options(name, **options))
 
 
 __all__ = [
-    "ApproxLearner", "FEATURES", "HParam", "LEARNERS", "LearnerSpec", "LinearQ", "MLPQ", "OnlineLearner",
-    "Option", "TabularLearner", "affine_features", "cosine_features", "learners_for", "linear_q",
+    "ApproxLearner", "DQNLearner", "FEATURES", "HParam", "LEARNERS", "LearnerSpec", "LinearQ", "MLPQ", "OnlineLearner",
+    "Option", "TabularLearner", "affine_features", "cosine_features", "learner_options", "learners_for", "linear_q",
     "make_learner", "num_parameters", "one_hot_features",
 ]

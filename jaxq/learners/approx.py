@@ -37,12 +37,12 @@ from jaxq.learners.base import OnlineLearner
 from jaxq.learners.episodes import EpisodeStats
 from jaxq.learners.exact_metrics import value_metrics
 from jaxq.learners.exploration import EXPLORATION_HPARAMS, SCHEDULES, epsilon_at, epsilon_greedy_action, successor
+from jaxq.learners.networks import ACTIVATIONS
 from jaxq.learners.target_network import hard_refresh, period_crossed
 from jaxq.validation import check_choice, check_count
 
 GRADIENTS = ("semi", "full")
 OPTIMIZERS = {"sgd": optax.sgd, "adam": optax.adam}
-ACTIVATIONS = {"relu": nn.relu, "tanh": nn.tanh, "elu": nn.elu, "gelu": nn.gelu, "silu": nn.silu}
 
 
 class QFunction(Protocol):

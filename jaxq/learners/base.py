@@ -189,6 +189,10 @@ class OnlineLearner:
 
         return jax.lax.scan(one_step, carry, None, length=self.steps_per_log)[0]
 
+    def next_interval(self, carry: Carry) -> Carry:
+        """The carry at the start of a new log interval: per-interval statistics start again."""
+        return carry.replace(episodes=carry.episodes.next_interval())
+
     def evaluates_at(self, index: jax.Array) -> jax.Array:
         """Whether log point ``index`` holds a greedy evaluation (every ``eval_every`` steps and at the end)."""
         every = max(self.eval_every // self.steps_per_log, 1)
@@ -198,9 +202,14 @@ class OnlineLearner:
         """``eval_return``, ``eval_length``: means over ``eval_episodes`` greedy episodes on fresh
         evaluation env states (randomness from the lane key and ``index``, apart from training)."""
         key = jax.random.fold_in(jax.random.fold_in(carry.key, EVAL_STREAM), index)
-        return episodes.evaluate(self.env, self.params_for(hp),
-                                 lambda obs, state: self.policy_values(carry, hp, obs, state),
-                                 key, self.eval_episodes, hp["eval_epsilon"])
+        return self.evaluate_policy(lambda obs, state: self.policy_values(carry, hp, obs, state), hp, key,
+                                    self.eval_episodes)
+
+    def evaluate_policy(self, values: episodes.ValueFunction, hp: HParams, key: jax.Array,
+                        num_episodes: int) -> dict[str, jax.Array]:
+        """:func:`~jaxq.learners.episodes.evaluate` of the ``eval_epsilon``-greedy policy of
+        ``values(obs, env_state) -> [A]`` on this lane's environment."""
+        return episodes.evaluate(self.env, self.params_for(hp), values, key, num_episodes, hp["eval_epsilon"])
 
     def log(self, carry: Carry, hp: HParams, index: jax.Array) -> dict[str, jax.Array]:
         """Every metric at log point ``index``: the learner's own, the training episodes and, where
@@ -218,7 +227,7 @@ class OnlineLearner:
         def interval(c, index):
             c = self.advance(c, hp, index)
             logs = self.log(c, hp, index)
-            return c.replace(episodes=c.episodes.next_interval()), logs
+            return self.next_interval(c), logs
 
         indices = jnp.asarray(first, jnp.int32) + jnp.arange(num_logs, dtype=jnp.int32)
         return jax.lax.scan(interval, carry, indices)

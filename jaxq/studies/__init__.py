@@ -23,8 +23,18 @@ STUDIES: dict[str, str] = {
     "bellman_backups": "6. Bellman backups on chain-5: exact values propagate one state per sweep",
     "per_state_bias": "7. Per-state bias grows with the distance from the terminal",
     "td_gallery": "8. TD-variant gallery: a new variant is one small function",
+    "dqn_lunar": "9. DQN vs Double DQN on the LunarLander port, and their policies in Box2D",
 }
 SIZES = ("tiny", "quick", "full")
+# Studies whose full size is hours of training: `jaxq reproduce` runs them at most at this size; the
+# full size is their own script (experiments/<name>.py).
+REPRODUCE_AT_MOST = {"dqn_lunar": "quick"}
+
+
+def reproduce_size(name: str, size: str) -> str:
+    """The size study ``name`` runs at in ``jaxq reproduce --size size``."""
+    cap = REPRODUCE_AT_MOST.get(name)
+    return cap if cap is not None and SIZES.index(size) > SIZES.index(cap) else size
 
 
 def load(name: str) -> ModuleType:

@@ -23,7 +23,8 @@ import numpy as np
 import jaxq
 from jaxq import exact, plots
 from jaxq.envs.chain import VARIANTS
-from jaxq.studies.common import SIZES, study_main, verdict, write_outputs
+from jaxq.studies.common import SIZES, study_main, write_outputs
+from jaxq.studies.verdicts import verdict
 from jaxq.validation import check_choice
 
 NAME = "bellman_backups"

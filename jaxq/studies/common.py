@@ -1,11 +1,12 @@
-"""What every study shares: sizes, writing its outputs, verdict lines and its command-line entry."""
+"""What every study shares: sizes, writing its outputs and its command-line entry (verdicts:
+:mod:`jaxq.studies.verdicts`)."""
 
 from __future__ import annotations
 
 import argparse
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -19,15 +20,8 @@ def pick(size: str, *, tiny: Any, quick: Any, full: Any) -> Any:
     return {"tiny": tiny, "quick": quick, "full": full}[check_choice("size", size, SIZES)]
 
 
-def verdict(held: bool | None, text: str) -> str:
-    """One line: ``HELD``, ``NOT HELD`` or ``MIXED`` (``held=None``), then the numbers."""
-    tag = "MIXED" if held is None else ("HELD" if held else "NOT HELD")
-    return f"{tag}: {text}"
 
 
-def slashed(values: Iterable[Any], spec: str = "") -> str:
-    """``values`` formatted with ``spec`` and joined by "/": one number per setting in a verdict line."""
-    return "/".join(format(v, spec) for v in values)
 
 
 def write_outputs(out: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray],

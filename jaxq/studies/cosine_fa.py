@@ -41,7 +41,8 @@ import jaxq
 from jaxq import exact, metrics, plots
 from jaxq.learners import LinearQ, make_learner
 from jaxq.learners.exploration import epsilon_greedy_probs
-from jaxq.studies.common import pick, study_main, verdict, write_outputs
+from jaxq.studies.common import pick, study_main, write_outputs
+from jaxq.studies.verdicts import verdict
 from jaxq.sweep import sweep
 from jaxq.types import TabularMDP
 

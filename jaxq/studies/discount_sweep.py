@@ -19,7 +19,7 @@ of this MDP can) counts as diverged. Coverage: episodes that reached the termina
 
 "Grows" is judged on the IQM (one exploding lane cannot decide it): the interval at the largest
 gamma lies above the one at the smallest, and no step to a larger gamma goes significantly down
-(:func:`jaxq.studies.chain_depth.trend`). The verdict rests on the variants in which at least
+(:func:`jaxq.studies.verdicts.trend`). The verdict rests on the variants in which at least
 ``OBSERVED`` of the seeds reached the terminal at every gamma (the reward was actually observed).
 """
 
@@ -38,10 +38,10 @@ from jaxq import metrics, plots
 from jaxq.envs.chain import q_star_closed_form
 from jaxq.learners import MLPQ
 from jaxq.studies.chain_depth import (
-    ALPHA, EPSILON, LEARNER, TIME_LIMIT, VARIANTS, WIDTH, all_of, chain_mlp_sweep, coverage, grid, interval,
-    q_star_scales, trend, word,
+    ALPHA, EPSILON, LEARNER, TIME_LIMIT, VARIANTS, WIDTH, chain_mlp_sweep, grid, q_star_scales,
 )
-from jaxq.studies.common import pick, slashed, study_main, verdict, write_outputs
+from jaxq.studies.common import pick, study_main, write_outputs
+from jaxq.studies.verdicts import all_of, coverage, interval, slashed, trend, verdict, word
 
 NAME = "discount_sweep"
 DEPTH = 64

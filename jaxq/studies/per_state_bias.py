@@ -26,10 +26,10 @@ import numpy as np
 
 from jaxq import metrics, plots
 from jaxq.studies.chain_depth import (
-    ALPHA, DEPTHS, EPSILON, GAMMA, LEARNER, TIME_LIMIT, VARIANTS, all_of, coverage, depth_runs, grid,
-    run_shape,
+    ALPHA, DEPTHS, EPSILON, GAMMA, LEARNER, TIME_LIMIT, VARIANTS, depth_runs, grid, run_shape,
 )
-from jaxq.studies.common import study_main, verdict, write_outputs
+from jaxq.studies.common import study_main, write_outputs
+from jaxq.studies.verdicts import all_of, coverage, verdict
 
 NAME = "per_state_bias"
 MIN_DISTANCES = 3  # chains with fewer states are not judged (a rank correlation of two points is +-1)

@@ -26,7 +26,8 @@ import numpy as np
 import jaxq
 from jaxq import metrics, plots
 from jaxq.learners import make_learner
-from jaxq.studies.common import pick, study_main, verdict, write_outputs
+from jaxq.studies.common import pick, study_main, write_outputs
+from jaxq.studies.verdicts import verdict
 from jaxq.sweep import sweep
 
 NAME = "tabular_q"
@@ -83,7 +84,7 @@ def convergence(final: np.ndarray, midway: np.ndarray) -> dict[str, Any]:
             "second_half_reduction": reduction}
 
 
-def trend(reduction: float) -> str:
+def convergence_word(reduction: float) -> str:
     """Words for a second-half reduction ``median(e_T) / median(e_{T/2})``."""
     return "stalled at a noise floor" if reduction >= STALLED else "still decreasing"
 
@@ -156,7 +157,7 @@ def describe(staircase: dict, conv: dict, seeds: int, stair_steps: int, steps: i
         f"x{rm[1]['second_half_reduction']:.2f} over the second half); constant alpha = {ALPHA}: "
         f"{const[0]['fraction_below_tolerance']:.1%} / {const[1]['fraction_below_tolerance']:.1%} (median "
         f"{const[0]['final_error']['median']:.3g} / {const[1]['final_error']['median']:.3g}; with noise "
-        f"x{const[1]['second_half_reduction']:.2f} over the second half: {trend(const[1]['second_half_reduction'])})"
+        f"x{const[1]['second_half_reduction']:.2f} over the second half: {convergence_word(const[1]['second_half_reduction'])})"
     )
     return staircase_held, convergence_held, text
 

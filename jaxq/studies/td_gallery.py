@@ -33,8 +33,9 @@ import numpy as np
 import jaxq
 from jaxq import metrics, plots, td
 from jaxq.learners import make_learner
-from jaxq.studies.chain_depth import DEPTHS, VARIANTS, coverage
-from jaxq.studies.common import pick, study_main, verdict, write_outputs
+from jaxq.studies.chain_depth import DEPTHS, VARIANTS
+from jaxq.studies.common import pick, study_main, write_outputs
+from jaxq.studies.verdicts import coverage, verdict
 from jaxq.sweep import SweepResult, sweep
 
 NAME = "td_gallery"

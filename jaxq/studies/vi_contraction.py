@@ -28,7 +28,8 @@ import numpy as np
 
 import jaxq
 from jaxq import exact, plots
-from jaxq.studies.common import pick, study_main, verdict, write_outputs
+from jaxq.studies.common import pick, study_main, write_outputs
+from jaxq.studies.verdicts import verdict
 from jaxq.types import TabularMDP
 
 NAME = "vi_contraction"

@@ -2,8 +2,10 @@
 
 ``make_discrete(**overrides)`` / ``make_continuous(**overrides)`` return ``(env, params)`` with
 every override validated (:func:`make_params`, also ``env.make_params``) before anything is
-compiled. The physics runs the hull and both legs in reduced coordinates with an exact per-step
-constraint solve; see :mod:`.physics`.
+compiled. The physics keeps the hull and both legs in reduced coordinates and solves their
+velocities as Box2D does (its warm-started sequential impulses near the ground, the exact converged
+solve in flight); see :mod:`.physics`. The parity harness against the real environment lives in
+:mod:`.parity` (it needs the optional ``gymnasium[box2d]``).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ import numpy as np
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import terrain
 from jaxq.envs.lunar_lander.kinematics import (
+    expand,
     dot2,
     first_extreme,
     largest,
@@ -41,14 +42,19 @@ from jaxq.envs.lunar_lander.kinematics import (
 
 class Manifold(NamedTuple):
     """Contact points over slot axes ``S``: ``valid [S]`` (within the requested margin), world
-    ``point [2, S]``, unit ``normal [2, S]`` (ground to body), the cores' ``separation [S]`` and
-    ``touch [S]``: a manifold point in the engine's sense (``separation <= 0.02``)."""
+    ``point [2, S]``, unit ``normal [2, S]`` (ground to body), the cores' ``separation [S]``,
+    ``touch [S]``: a manifold point in the engine's sense (``separation <= 0.02``), and
+    ``feature [S]``: which point it is, ``FEATURES * edge + f`` (float) with ``f`` the polygon
+    vertex when the edge is the reference face, ``n_vertices`` plus the edge end (0, 1) when a
+    polygon face is. The engine carries a point's impulses over to the next step when the same
+    feature touches again."""
 
     valid: jax.Array
     point: jax.Array
     normal: jax.Array
     separation: jax.Array
     touch: jax.Array
+    feature: jax.Array
 
 
 def face_normals(local_verts: np.ndarray) -> np.ndarray:
@@ -71,8 +77,9 @@ def world_polygon(local_verts: np.ndarray, origin: jax.Array, cs: jax.Array, sn:
 def _pairs(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: float):
     """Each polygon ``[2, G, n]`` paired with the edges under its leftmost and rightmost vertex
     (widened by ``margin``): per pair ``P = 2 G`` the polygon ``[2, P, n]``, the edge end points
-    ``e1, e2 [2, P]`` and ``distinct [P]`` (False for a repeat of the polygon's first edge). A
-    polygon plus twice the margin must be narrower than an edge (2 m)."""
+    ``e1, e2 [2, P]``, ``distinct [P]`` (False for a repeat of the polygon's first edge) and the
+    edge index ``[P]`` (int). A polygon plus twice the margin must be narrower than an edge
+    (2 m)."""
     g, n = verts.shape[1], verts.shape[2]
     rest = verts.shape[3:]
     x = verts[0]
@@ -85,7 +92,7 @@ def _pairs(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: flo
     def per_pair(a):
         return jnp.broadcast_to(a[:, :, None], (2, g, 2, n) + rest).reshape((2, 2 * g, n) + rest)
 
-    return per_pair(verts), per_pair(normals), e1, e2, distinct
+    return per_pair(verts), per_pair(normals), e1, e2, distinct, flat
 
 
 def _axes(verts: jax.Array, normals: jax.Array, e1: jax.Array, e2: jax.Array):
@@ -117,7 +124,10 @@ def _clip(a: jax.Array, b: jax.Array, ta: jax.Array, tb: jax.Array, hi: jax.Arra
     return end(a, ta), end(b, tb), keep
 
 
-def _manifolds(verts, normals, e1, e2, distinct, margin: float) -> Manifold:
+FEATURES = 8  # feature numbers per edge (polygons have at most 6 vertices, plus 2 edge ends)
+
+
+def _manifolds(verts, normals, e1, e2, distinct, edge, margin: float) -> Manifold:
     """Manifold of every polygon-edge pair (``verts``, ``normals [2, P, n]``, edges ``[2, P]``):
     slots ``[P, 2]``. Points are ``valid`` up to a separation of ``margin`` (at least the contact
     distance), with the same axis choice and clipping."""
@@ -153,7 +163,13 @@ def _manifolds(verts, normals, e1, e2, distinct, margin: float) -> Manifold:
     clipped = jnp.where(face_ref, keep_f, keep_e)[:, None]
     valid = (near[:, None] & clipped) & (sep <= margin)
     touch = (touching[:, None] & clipped) & (sep <= C.CONTACT_DISTANCE)
-    return Manifold(valid, point, normal, sep, touch)
+    n_verts = inc.shape[1]
+    first = total(inc * expand(np.arange(n_verts, dtype=np.float32), inc, 2)[None], 1)
+    second = jnp.where(first == n_verts - 1, 0.0, first + 1.0)
+    local = jnp.where(fr, jnp.stack([first * 0 + n_verts, first * 0 + n_verts + 1.0], 1),
+                      jnp.stack([first, second], 1))
+    feature = FEATURES * edge.astype(jnp.float32)[:, None] + local
+    return Manifold(valid, point, normal, sep, touch, feature)
 
 
 def polygon_terrain(heights: jax.Array, verts: jax.Array, normals: jax.Array, margin: float) -> Manifold:
@@ -168,17 +184,26 @@ def polygon_terrain(heights: jax.Array, verts: jax.Array, normals: jax.Array, ma
         normal=m.normal.reshape((2, g, 4) + rest),
         separation=m.separation.reshape((g, 4) + rest),
         touch=m.touch.reshape((g, 4) + rest),
+        feature=m.feature.reshape((g, 4) + rest),
     )
+
+
+def pair_separations(heights: jax.Array, verts: jax.Array, normals: jax.Array):
+    """Separating-axis distance between each polygon's core and the two edges under it:
+    ``[G, 2]`` (``inf`` for a repeated edge; negative when overlapping), and the edge indices
+    ``[G, 2]`` (int)."""
+    g = verts.shape[1]
+    verts, normals, e1, e2, distinct, edge = _pairs(heights, verts, normals, C.CONTACT_DISTANCE)
+    _, _, _, s_edge, s_faces = _axes(verts, normals, e1, e2)
+    s = jnp.where(distinct, jnp.maximum(s_edge, largest(s_faces, 1)), jnp.inf)
+    rest = s.shape[1:]
+    return s.reshape((g, 2) + rest), edge.reshape((g, 2) + rest)
 
 
 def separation(heights: jax.Array, verts: jax.Array, normals: jax.Array) -> jax.Array:
     """Smallest separating-axis distance ``[G]`` between each polygon's core and the ground
     (negative when overlapping): ``max(s_edge, max_j s_j)``, minimised over its edges."""
-    g = verts.shape[1]
-    verts, normals, e1, e2, distinct = _pairs(heights, verts, normals, C.CONTACT_DISTANCE)
-    _, _, _, s_edge, s_faces = _axes(verts, normals, e1, e2)
-    s = jnp.where(distinct, jnp.maximum(s_edge, largest(s_faces, 1)), jnp.inf)
-    return smallest(s.reshape((g, 2) + s.shape[1:]), 1)
+    return smallest(pair_separations(heights, verts, normals)[0], 1)
 
 
 def best_two(m: Manifold) -> Manifold:
@@ -198,7 +223,8 @@ def best_two(m: Manifold) -> Manifold:
         for i in range(4)
     ]
     rank = jax.lax.optimization_barrier(rank)
-    fields = [m.valid, jnp.where(m.valid, m.separation, 0.0), m.touch, *m.point, *m.normal]  # each [G, 4]
+    fields = [m.valid, jnp.where(m.valid, m.separation, 0.0), m.touch, *m.point, *m.normal,
+              m.feature]  # each [G, 4]
 
     def slot(s):
         def pick(field):
@@ -209,5 +235,5 @@ def best_two(m: Manifold) -> Manifold:
 
         return [pick(f) for f in fields]
 
-    valid, sep, touch, px, py, nx, ny = (jnp.stack(pair, 1) for pair in zip(slot(0), slot(1)))
-    return Manifold(valid, jnp.stack([px, py]), jnp.stack([nx, ny]), sep, touch)
+    valid, sep, touch, px, py, nx, ny, feature = (jnp.stack(pair, 1) for pair in zip(slot(0), slot(1)))
+    return Manifold(valid, jnp.stack([px, py]), jnp.stack([nx, ny]), sep, touch, feature)

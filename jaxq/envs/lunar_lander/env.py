@@ -31,7 +31,7 @@ from gymnax.environments import environment, spaces
 
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import kinematics as K
-from jaxq.envs.lunar_lander import physics, solver, terrain
+from jaxq.envs.lunar_lander import physics, terrain
 from jaxq.validation import check_count, check_range
 
 OBS_HIGH = np.array([2.5, 2.5, 10.0, 10.0, 2 * np.pi, 10.0, 1.0, 1.0], np.float32)
@@ -54,7 +54,8 @@ class EnvParams(environment.EnvParams):
         leg_motor_torque: the legs' motor torque limit, N m (40).
         leg_friction, terrain_friction: friction of the leg and ground fixtures (0.2, 0.1); a
             contact uses their geometric mean.
-        newton_iterations: active-set Newton iterations of the velocity solve per step.
+        velocity_iterations: sweeps of the sequential-impulse velocity solve per step (the
+            original's 180; with ground contact the result depends on it, as in the original).
         position_iterations: push-out passes of the position correction per step.
     """
 
@@ -69,8 +70,8 @@ class EnvParams(environment.EnvParams):
     leg_motor_torque: float = C.LEG_MOTOR_TORQUE
     leg_friction: float = C.LEG_FRICTION
     terrain_friction: float = C.TERRAIN_FRICTION
-    newton_iterations: int = struct.field(pytree_node=False, default=6)
-    position_iterations: int = struct.field(pytree_node=False, default=4)
+    velocity_iterations: int = struct.field(pytree_node=False, default=180)
+    position_iterations: int = struct.field(pytree_node=False, default=180)
 
 
 # name -> (low, high, low_open, high_open) for the numeric parameters
@@ -85,7 +86,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "leg_friction": (0.0, None, False, False),
     "terrain_friction": (0.0, None, False, False),
 }
-_COUNTS = ("max_steps_in_episode", "newton_iterations", "position_iterations")
+_COUNTS = ("max_steps_in_episode", "velocity_iterations", "position_iterations")
 
 
 def make_params(**overrides: Any) -> EnvParams:
@@ -267,7 +268,7 @@ def _forces(params: EnvParams) -> physics.StepForces:
 
 
 def _config(params: EnvParams) -> physics.SolverConfig:
-    return physics.SolverConfig(params.newton_iterations, params.position_iterations)
+    return physics.SolverConfig(params.velocity_iterations, params.position_iterations)
 
 
 def transition(state: EnvState, action: jax.Array, dispersion: jax.Array, params: EnvParams):
@@ -283,7 +284,7 @@ def transition(state: EnvState, action: jax.Array, dispersion: jax.Array, params
     mech, res = physics.physics_step(state.mech, state.heights, impulse, _forces(params), _config(params))
     nxt = state.replace(
         mech=mech,
-        leg_contact=res.leg_contact,
+        leg_contact=(state.leg_contact | res.leg_begin) & ~res.leg_end,
         wind_idx=wind_idx,
         torque_idx=torque_idx,
         main_power=main,
@@ -324,11 +325,18 @@ def _state(heights, mech, leg_contact, prev_shaping, wind_idx, torque_idx, time)
     return st.replace(prev_shaping=jnp.asarray(prev_shaping, jnp.float32))
 
 
-def _mechanism(position: jax.Array, velocity: jax.Array) -> physics.Mechanism:
+def _mechanism(position: jax.Array, velocity: jax.Array, params: EnvParams,
+               joint_impulses: Any = None) -> physics.Mechanism:
+    position = jnp.asarray(position, jnp.float32)
+    impulses = physics.flight_impulses(position, C.DT * jnp.asarray(params.leg_motor_torque, jnp.float32))
+    if joint_impulses is not None:
+        impulses = impulses.at[:8].set(jnp.asarray(joint_impulses, jnp.float32).reshape(8))
     return physics.Mechanism(
-        position=jnp.asarray(position, jnp.float32),
+        position=position,
         velocity=jnp.asarray(velocity, jnp.float32),
-        impulses=jnp.zeros((solver.N_ROWS,), jnp.float32),
+        impulses=impulses,
+        features=jnp.full((4,), -1.0, jnp.float32),
+        edges=jnp.full((2, 5), -1.0, jnp.float32),
         calm_steps=jnp.zeros((3,), jnp.int32),
     )
 
@@ -362,7 +370,7 @@ def reset_state(key: jax.Array, params: EnvParams) -> EnvState:
     vy = g * C.DT + C.RESET_VY_FY * fy
     w = C.RESET_OMEGA_FX * fx + C.RESET_OMEGA_TAU * tau
     zero = jnp.zeros((), jnp.float32)
-    mech = _mechanism(jnp.stack([cx, cy, th, q[0], q[1]]), jnp.stack([vx, vy, w, zero, zero]))
+    mech = _mechanism(jnp.stack([cx, cy, th, q[0], q[1]]), jnp.stack([vx, vy, w, zero, zero]), params)
     return _state(heights, mech, jnp.zeros((2,), bool), None, wind_idx + step, torque_idx + step, 0)
 
 
@@ -379,6 +387,7 @@ def state_from_bodies(
     time: int = 0,
     wind_idx: Any = 0,
     torque_idx: Any = 0,
+    joint_impulses: Any = None,
 ) -> EnvState:
     """A state from the three bodies' poses and velocities (hull, legs[0], legs[1]).
 
@@ -386,10 +395,11 @@ def state_from_bodies(
     and the three angles are used (the legs hang from the hull's origin by construction).
     ``velocity`` ``[3, 2]`` (centres of mass) and ``angular_velocity`` ``[3]`` are turned into the
     reduced velocity with the same generalized momentum (exact for velocities that satisfy the
-    joints). Warm-start impulses and sleep counters start at zero; ``prev_shaping=None`` uses
-    this state's own shaping; ``wind_idx``/``torque_idx`` are the next wind and turbulence indices.
+    joints). ``joint_impulses [2, 4]`` are the joints' warm-start impulses (pin x, pin y, limit,
+    motor; None: legs hanging in flight, see :func:`physics.flight_impulses`); contact impulses
+    and sleep counters start at zero; ``prev_shaping=None`` uses this state's own shaping;
+    ``wind_idx``/``torque_idx`` are the next wind and turbulence indices.
     """
-    del params  # the state does not depend on them; kept for a uniform signature
     origin = jnp.asarray(origin, jnp.float32)
     angle = jnp.asarray(angle, jnp.float32)
     velocity = jnp.asarray(velocity, jnp.float32)
@@ -399,7 +409,7 @@ def state_from_bodies(
     q = angle[1:] - th - jnp.asarray(C.LEG_REFERENCE_ANGLE, jnp.float32)
     position = jnp.concatenate([com, th[None], q])
     u = K.project_velocities(K.pose(position), velocity.T, angular_velocity)
-    mech = _mechanism(position, u)
+    mech = _mechanism(position, u, params, joint_impulses)
     return _state(terrain_heights, mech, leg_contact, prev_shaping, wind_idx, torque_idx, time)
 
 

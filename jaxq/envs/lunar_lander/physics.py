@@ -1,18 +1,24 @@
 """One physics step of the lander (hull + two legs on revolute joints) over the terrain.
 
-The step reproduces what one ``b2World.Step(1/50, 180, 60)`` of the original does to this scene,
-in reduced coordinates (see :mod:`kinematics`):
+The step reproduces what one ``b2World.Step(1/50, 180, 60)`` of the original does to this scene.
+Positions live in reduced coordinates (see :mod:`kinematics`: the pins hold exactly); velocities
+are solved as the original solves them, body by body:
 
 1. contacts are found on the poses at the start of the step (so contact flags normally lag one
-   step, as in the original);
-2. velocities: the hull's impulse and force terms act through the mass matrix, gravity on all
-   bodies;
-3. constraints: the exact solution of the velocity problem (motors, limits, contacts with
-   friction; :mod:`solver`);
-4. positions: ``x += dt * v`` with the engine's per-step caps, a non-linear Gauss-Seidel push-out
+   step, as in the original), each manifold point with its feature, so that a point that keeps
+   touching keeps its impulses;
+2. velocities: the hull's engine impulse and gravity act, then the joints and the legs' contacts
+   are solved as the original's warm-started sequential impulses solve them. In flight those
+   converge, and :mod:`flight` gives the exact solution and the impulses the engine is left with;
+   a lane with a leg within the contact distance runs the sweeps themselves (:mod:`impulses`,
+   joints then contacts, ``velocity_iterations`` = 180 of them), whose unconverged result --
+   legs softer at their limits, stiffer in folding than the exact solution -- is what the
+   original computes; its body velocities are projected onto the joints (same generalized
+   momentum);
+3. positions: ``x += dt * v`` with the engine's per-step caps, a non-linear Gauss-Seidel push-out
    of contacts overlapping by more than the slop (20 % per pass, ``position_iterations`` passes
    with early exit; linearised in the reduced coordinates), and the joint-limit correction;
-5. continuous collision: the original stops a body that would pass closer than ``TOI_DISTANCE``
+4. continuous collision: the original stops a body that would pass closer than ``TOI_DISTANCE``
    (0.005 m, core to ground) within a step at its time of impact, on its own (joints are not part
    of that sub-step), and reports the contact in that step. Here the nearest points of each leg up
    to ``SPECULATIVE_MARGIN`` away are tracked; one that would end the step closer than
@@ -20,8 +26,11 @@ in reduced coordinates (see :mod:`kinematics`):
    approach speed is taken out of that joint's rate (the hull keeps moving, as in the original).
    A leg or the hull ending the step within ``TOI_DISTANCE`` (plus the engine's tolerance)
    reports contact in this step;
-6. sleep: a body is calm when ``|v| <= 0.01`` m/s and ``|omega| <= 2`` deg/s; the island sleeps
-   once all three bodies have been calm for 25 steps in a row and the positions are solved.
+5. contact events: a leg's contact with an edge begins when it touches an edge it did not touch
+   after the last step and ends when it no longer touches one it did (:func:`contact_events`);
+6. sleep: a body is calm when its own velocity after the velocity solve has ``|v| <= 0.01`` m/s
+   and ``|omega| <= 2`` deg/s; the island sleeps once all three bodies have been calm for 25
+   steps in a row and the positions are solved.
 
 Contacts of the hull are detected (they end the episode) but not solved: the step in which the
 hull first touches is the last one of an episode, so its contact forces never matter.
@@ -29,7 +38,8 @@ hull first touches is the last one of an episode, so its contact forces never ma
 :func:`physics_step` takes one environment. Under ``vmap`` it moves the batch to the last axis
 (``jax.custom_batching.custom_vmap``) and runs :func:`step_batched`, whose every operation is then
 one vectorised loop over the environments; arrays there follow :mod:`kinematics` (structure axes
-first, batch last).
+first, batch last). The lanes near the ground are gathered to the front of the batch and only they
+pay for the full velocity iteration.
 """
 
 from __future__ import annotations
@@ -46,7 +56,8 @@ from jax.custom_batching import custom_vmap
 from jaxq.envs.lunar_lander import collision
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import kinematics as K
-from jaxq.envs.lunar_lander import solver
+from jaxq.envs.lunar_lander import flight, impulses
+from jaxq.envs.lunar_lander.rows import N_SLOTS, SLOT_LEGS, Rows
 
 N_DOF = 5
 # Core distance at which the original's continuous collision stops a body (and reports contact),
@@ -57,7 +68,7 @@ TOI_TOLERANCE = 0.25 * C.LINEAR_SLOP
 # 20 m/s, and small enough that a leg plus twice the margin spans at most two edges.
 SPECULATIVE_MARGIN = 0.4
 _MIN_LEVER = 0.05  # m: a point whose normal passes this close to the joint is not turned out
-_FOLD_SIGN = np.array([-i for i in C.LEG_SIDE], np.float32)  # f = -i q
+_FOLD_SIGN = flight.FOLD_SIGN  # fold angle f = -i q
 
 
 @struct.dataclass
@@ -75,13 +86,16 @@ class Mechanism:
     position: jax.Array
     velocity: jax.Array
     impulses: jax.Array
+    features: jax.Array
+    edges: jax.Array
     calm_steps: jax.Array
 
 
 class SolverConfig(NamedTuple):
-    """Static solver settings (they set loop lengths): Newton iterations and position passes."""
+    """Static solver settings (they set loop lengths): velocity iterations (sweeps of the
+    sequential impulses, 180 in the original) and position passes."""
 
-    newton_iterations: int
+    velocity_iterations: int
     position_iterations: int
 
 
@@ -94,10 +108,17 @@ class StepForces(NamedTuple):
 
 
 class StepResult(NamedTuple):
-    """What the environment needs besides the new mechanism: ``leg_contact [2]`` and
-    ``hull_contact`` (contact begun by the end of the step), ``asleep`` (the island fell asleep)."""
+    """What the environment needs besides the new mechanism: per leg ``[2]`` whether one of its
+    ground contacts began (``leg_begin``) or ended (``leg_end``) in the step, ``hull_contact``
+    (contact begun by the end of the step) and ``asleep`` (the island fell asleep).
 
-    leg_contact: jax.Array
+    The original's listener sets a leg's flag on any begin and clears it on any end, so a leg
+    that slides from one terrain edge onto the next loses its flag while it still touches the new
+    edge (the end of the old contact comes last). The flags therefore follow
+    ``flag = (flag | begin) & ~end``."""
+
+    leg_begin: jax.Array
+    leg_end: jax.Array
     hull_contact: jax.Array
     asleep: jax.Array
 
@@ -114,44 +135,38 @@ def hull_polygon(p: K.Pose) -> tuple[jax.Array, jax.Array]:
 
 def contacts(heights: jax.Array, p: K.Pose) -> tuple[collision.Manifold, jax.Array, jax.Array]:
     """The two nearest points of each leg within ``SPECULATIVE_MARGIN`` (slots ``[4]``; ``touch``
-    marks real manifold points) and the touching flags of legs ``[2]`` and hull.
+    marks real manifold points), the edges each leg touches ``[2 legs, 2]`` (edge index, -1 for
+    none) and the hull's touching flag.
 
     The hull's flag uses its separating-axis distance (``<= 0.02``) rather than a full manifold.
     """
     legs = collision.polygon_terrain(heights, *leg_polygons(p), SPECULATIVE_MARGIN)  # [2 legs, 4]
-    leg_touch = K.any_of(legs.touch, 1)
+    pair_touch = jnp.stack([legs.touch[:, 0] | legs.touch[:, 1], legs.touch[:, 2] | legs.touch[:, 3]], 1)
+    pair_edge = jnp.floor(jnp.stack([legs.feature[:, 0], legs.feature[:, 2]], 1) / collision.FEATURES)
+    touched = jnp.where(pair_touch, pair_edge, -1.0)  # [2 legs, 2]
     slots = collision.best_two(legs)  # [2 legs, 2]
-    rest = leg_touch.shape[1:]
+    rest = touched.shape[2:]
     slots = collision.Manifold(
-        valid=slots.valid.reshape((solver.N_SLOTS,) + rest),
-        point=slots.point.reshape((2, solver.N_SLOTS) + rest),
-        normal=slots.normal.reshape((2, solver.N_SLOTS) + rest),
-        separation=slots.separation.reshape((solver.N_SLOTS,) + rest),
-        touch=slots.touch.reshape((solver.N_SLOTS,) + rest),
+        valid=slots.valid.reshape((N_SLOTS,) + rest),
+        point=slots.point.reshape((2, N_SLOTS) + rest),
+        normal=slots.normal.reshape((2, N_SLOTS) + rest),
+        separation=slots.separation.reshape((N_SLOTS,) + rest),
+        touch=slots.touch.reshape((N_SLOTS,) + rest),
+        feature=slots.feature.reshape((N_SLOTS,) + rest),
     )
     hull_touch = collision.separation(heights, *hull_polygon(p))[0] <= C.CONTACT_DISTANCE
-    return slots, leg_touch, hull_touch
+    return slots, touched, hull_touch
 
 
-def constraint_rows(p: K.Pose, slots: collision.Manifold) -> solver.Rows:
-    """The ten rows: joint fold rates, then contact normals, then frictions (zero if empty).
+def normal_rows(p: K.Pose, slots: collision.Manifold) -> Rows:
+    """The contact slots' normal rows (zero for slots out of range).
 
-    A unit push along ``d`` at point ``x`` of leg ``k`` acts on the reduced velocity through
-    ``(d, cross(x - c, d))`` on the hull and ``cross(x - P, d)`` on joint ``k``.
+    A unit push along ``n`` at point ``x`` of leg ``k`` acts on the reduced velocity through
+    ``(n, cross(x - c, n))`` on the hull and ``cross(x - P, n)`` on joint ``k``.
     """
-    zero = jnp.zeros_like(slots.separation[:1])
-
-    def rows(direction):
-        direction = jnp.where(slots.valid[None], direction, 0.0)
-        hull = jnp.stack([direction[0], direction[1], K.cross(slots.point - p.com[:, None], direction)], 1)
-        return hull, K.cross(slots.point - p.origin[:, None], direction)
-
-    tangent = jnp.stack([slots.normal[1], -slots.normal[0]])
-    (hn, jn), (ht, jt) = rows(slots.normal), rows(tangent)
-    joints_hull = jnp.broadcast_to(zero[None], (solver.N_JOINTS, 3) + zero.shape[1:])
-    joints = jnp.concatenate([zero + _FOLD_SIGN[0], zero + _FOLD_SIGN[1]])
-    hull = jnp.concatenate([joints_hull, hn, ht])
-    return solver.Rows(hull, jnp.concatenate([joints, jn, jt]), solver.ROW_LEGS)
+    n = jnp.where(slots.valid[None], slots.normal, 0.0)
+    hull = jnp.stack([n[0], n[1], K.cross(slots.point - p.com[:, None], n)], 1)
+    return Rows(hull, K.cross(slots.point - p.origin[:, None], n), SLOT_LEGS)
 
 
 def _cap(u: jax.Array) -> jax.Array:
@@ -177,7 +192,7 @@ def _push_out(w: jax.Array, sep: jax.Array, valid: jax.Array, passes: int) -> tu
     def one_pass(_, carry):
         sep, push, done = carry
         min_sep = jnp.full_like(sep[0], jnp.inf)
-        for a in range(solver.N_SLOTS):
+        for a in range(N_SLOTS):
             min_sep = jnp.where(valid[a], jnp.minimum(min_sep, sep[a]), min_sep)
             corr = jnp.clip(C.BAUMGARTE * (sep[a] + C.LINEAR_SLOP), -C.MAX_LINEAR_CORRECTION, 0.0)
             imp = jnp.where(valid[a] & ~done, -corr / w[a, a], 0.0)
@@ -199,7 +214,7 @@ def _limit_correction(fold: jax.Array, at_ext: jax.Array, at_fold: jax.Array) ->
     return new, err <= C.ANGULAR_SLOP
 
 
-def _time_of_impact(normals: solver.Rows, slots: collision.Manifold, position: jax.Array, u: jax.Array):
+def _time_of_impact(normals: Rows, slots: collision.Manifold, position: jax.Array, u: jax.Array):
     """Stop legs that would end the step closer than ``TOI_DISTANCE`` to the ground.
 
     For the approaching (not yet touching) points, the end-of-step separation is predicted to first
@@ -226,11 +241,115 @@ def _time_of_impact(normals: solver.Rows, slots: collision.Manifold, position: j
 
 
 def close_to_ground(heights: jax.Array, p: K.Pose) -> tuple[jax.Array, jax.Array]:
-    """Whether each leg ``[2]`` and the hull ended within ``TOI_DISTANCE`` (plus tolerance) of the
-    ground: the original's continuous collision reports those contacts in the same step."""
+    """The edges each leg ended within ``TOI_DISTANCE`` (plus tolerance) of, ``[2 legs, 2]``
+    (edge index, -1 for none), and whether the hull did: the original's continuous collision
+    reports those contacts in the same step."""
     limit = TOI_DISTANCE + TOI_TOLERANCE
-    leg_sep = collision.separation(heights, *leg_polygons(p))
-    return leg_sep <= limit, collision.separation(heights, *hull_polygon(p))[0] <= limit
+    leg_sep, leg_edge = collision.pair_separations(heights, *leg_polygons(p))
+    close = jnp.where(leg_sep <= limit, leg_edge.astype(jnp.float32), -1.0)
+    return close, collision.separation(heights, *hull_polygon(p))[0] <= limit
+
+
+def contact_events(before: jax.Array, touched: jax.Array, reached: jax.Array):
+    """Begin and end events per leg ``[2]``.
+
+    ``before [2, 5]``: the edges each leg touched after the last step (-1: none);
+    ``touched [2, 2]``: the edges it touches at the start of this step; ``reached [2, 3]``: the
+    edges it came within the continuous-collision distance of during the step. A contact ends
+    when an edge touched before is not touched now, and begins when an edge touched now or
+    reached was not touched before. Returns ``(begin, end, after [2, 5])``.
+    """
+
+    def member(edge, group):
+        hits = [(edge == group[:, j]) for j in range(group.shape[1])]
+        return (edge >= 0) & functools.reduce(jnp.logical_or, hits)
+
+    end = functools.reduce(jnp.logical_or, [(before[:, j] >= 0) & ~member(before[:, j], touched)
+                                            for j in range(before.shape[1])])
+    after = jnp.concatenate([touched, reached], 1)
+    begin = functools.reduce(jnp.logical_or, [(after[:, j] >= 0) & ~member(after[:, j], before)
+                                              for j in range(after.shape[1])])
+    return begin, end, after
+
+
+def flight_impulses(position: jax.Array, max_impulse: jax.Array) -> jax.Array:
+    """Warm-start impulses ``[16]`` of legs hanging in flight: a leg at its extended limit has its
+    motor at the bound (pushing outward) held by an equal limit impulse; otherwise nothing."""
+    at_limit = jnp.stack([position[3] <= impulses.LOWER[0], position[4] >= impulses.UPPER[1]])
+    push = jnp.where(at_limit, max_impulse, 0.0) * jnp.asarray(C.LEG_SIDE, jnp.float32)  # motor
+    zero = jnp.zeros_like(push)
+    joints = jnp.stack([zero, zero, -push, push], 1)
+    return jnp.concatenate([joints.reshape(-1), jnp.zeros((8,), jnp.float32)])
+
+
+def solve_arrow_inverse(mass):
+    return K.solve_arrow(mass, K.expand(np.eye(5, dtype=np.float32), mass, 2))
+
+
+def _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config, needs, contact: bool):
+    """The step's velocity solve, as the original's sequential impulses compute it.
+
+    Off the ground the sweeps converge: :mod:`flight` gives the exact solution and the impulses
+    the engine would be left with. With ``contact`` (static), lanes that ``need`` it run the
+    sweeps themselves (:mod:`impulses`), all ``velocity_iterations`` of them, and their body
+    velocities are projected onto the joints. Returns the reduced velocity, the body velocities
+    ``[2, 3]`` and angular velocities ``[3]`` after the solve, and the impulses ``[16]``.
+    """
+    g = forces.gravity * C.DT
+    max_impulse = forces.motor_torque * C.DT
+    ra = p.origin - p.com
+    joints = tuple(impulses.joint_constants(ra[0], ra[1], p.origin[0] - p.leg_com[0, k],
+                                            p.origin[1] - p.leg_com[1, k], mech.position[3 + k], k)
+                   for k in range(2))
+    warm_joints = mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:])
+    u_star = mech.velocity + K.matvec(minv[:, :3], hull_impulse)
+    u_star = u_star.at[1].add(g)
+    fold = K.expand(flight.FOLD_SIGN, mech.position, 1) * mech.position[3:]
+    u, lam = flight.solve_rows(minv, u_star, fold, max_impulse)
+    joint_acc = flight.engine_impulses(p, mech.velocity, u, lam, joints, warm_joints, g,
+                                       config.velocity_iterations, max_impulse)
+    contact_acc = jnp.zeros((4, 2) + lam.shape[1:], lam.dtype)
+    vel, ang = K.body_velocities(p, u)
+    if contact:
+        start_vel, start_ang = K.body_velocities(p, mech.velocity)
+        hull = (start_vel[0, 0] + hull_impulse[0] / C.LANDER_MASS,
+                start_vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
+                start_ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
+        legs = [(start_vel[0, k + 1], start_vel[1, k + 1] + g, start_ang[k + 1]) for k in range(2)]
+        r = slots.point - jnp.repeat(p.leg_com, 2, axis=1)
+        manifolds = tuple(impulses.manifold_constants(r[:, 2 * k:2 * k + 2], slots.normal[:, 2 * k:2 * k + 2],
+                                                      slots.touch[2 * k:2 * k + 2], k) for k in range(2))
+        old = mech.impulses[8:].reshape((4, 2) + mech.impulses.shape[1:])
+        # A contact point keeps its impulses if the same feature of the same leg touched last step.
+        carried = []
+        for s in range(4):
+            leg = s // 2
+            acc = jnp.zeros_like(old[0])
+            for o in (2 * leg, 2 * leg + 1):
+                same = (mech.features[o] == slots.feature[s]) & slots.touch[s]
+                acc = jnp.where(same[None], old[o], acc)
+            carried.append(acc)
+        warm = impulses.Impulses(warm_joints, jnp.stack(carried))
+        bodies, acc = impulses.solve((hull, *legs), joints, manifolds, warm, forces.friction,
+                                     max_impulse, config.velocity_iterations)
+        swept_vel = jnp.stack([jnp.stack([b[0], b[1]]) for b in bodies], 1)
+        swept_ang = jnp.stack([b[2] for b in bodies])
+        swept_u = K.project_velocities(p, swept_vel, swept_ang)
+        u = jnp.where(needs, swept_u, u)
+        vel = jnp.where(needs, swept_vel, vel)
+        ang = jnp.where(needs, swept_ang, ang)
+        joint_acc = jnp.where(needs, acc.joints, joint_acc)
+        contact_acc = jnp.where(needs, acc.contacts, contact_acc)
+    rest = lam.shape[1:]
+    flat = jnp.concatenate([joint_acc.reshape((8,) + rest), contact_acc.reshape((8,) + rest)])
+    return u, vel, ang, flat
+
+
+def needs_contact_solve(position: jax.Array, heights: jax.Array) -> jax.Array:
+    """Whether a leg is within the contact distance of the ground (batch-last): a superset of
+    the lanes with manifold points, which need the engine's full iteration count."""
+    sep = collision.separation(heights, *leg_polygons(K.pose(position)))
+    return K.any_of(sep <= C.CONTACT_DISTANCE, 0)
 
 
 def step_batched(
@@ -239,52 +358,51 @@ def step_batched(
     hull_impulse: jax.Array,
     forces: StepForces,
     config: SolverConfig,
+    needs: jax.Array,
+    contact: bool,
 ) -> tuple[Mechanism, StepResult]:
-    """:func:`physics_step` for arrays with the batch on the trailing axes."""
+    """:func:`physics_step` for arrays with the batch on the trailing axes; ``needs`` marks the
+    lanes that run the full velocity iteration, which happens only with ``contact`` (static)."""
     p = K.pose(mech.position)
-    mass = K.mass_matrix(p)
-    slots, leg_touch, hull_touch = contacts(heights, p)
-
-    impulse = jnp.concatenate([hull_impulse, jnp.zeros_like(hull_impulse[:2])])
-    u_star = mech.velocity + K.solve_arrow(mass, impulse)
-    u_star = u_star.at[1].add(forces.gravity * C.DT)
-
+    slots, touched, hull_touch = contacts(heights, p)
     fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
-    target_j, lo, hi = solver.joint_bounds(fold, forces.motor_torque[None] * C.DT)
-    rows = constraint_rows(p, slots)  # every tracked point; the solve uses the manifold points
-    touch = slots.touch.astype(jnp.float32)
-    mask = jnp.concatenate([jnp.ones_like(touch[:2]), touch, touch])
-    solved = solver.Rows(rows.hull * mask[:, None], rows.joint * mask, rows.legs)
-    target = jnp.concatenate([target_j, jnp.zeros_like(mech.impulses[solver.N_JOINTS:])])
-    pr = solver.make_problem(solved, target, lo, hi, slots.touch, forces.friction, mass, u_star)
-    lam, u_new = solver.solve(pr, mech.impulses, config.newton_iterations)
+    minv = solve_arrow_inverse(K.mass_matrix(p))
+    u_new, vel, ang, accumulated = _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config,
+                                                   needs, contact)
     u_new = _cap(u_new)
 
     # Positions, then push-out of overlapping contacts (separations predicted to first order).
     position = mech.position + C.DT * u_new
-    jn = solved.select(solver.NORMALS)
-    minv_jn = jn.through(pr.minv)  # [5, 4]
+    normals = normal_rows(p, slots)
+    jn = normals.masked(slots.touch.astype(jnp.float32))
+    minv_jn = jn.through(minv)  # [5, 4]
     sep = slots.separation - C.CONTACT_DISTANCE + C.DT * jn.apply(u_new)
-    w = jnp.stack([jn.apply(minv_jn[:, b]) for b in range(solver.N_SLOTS)], 1)  # [4, 4]
+    w = jnp.stack([jn.apply(minv_jn[:, b]) for b in range(N_SLOTS)], 1)  # [4, 4]
     push, contacts_ok = _push_out(w, sep, slots.touch, config.position_iterations)
     position = position + K.matvec(minv_jn, push)
-    position, u_new, leg_hit = _time_of_impact(rows.select(solver.NORMALS), slots, position, u_new)
+    position, u_new, leg_hit = _time_of_impact(normals, slots, position, u_new)
     sign = K.expand(_FOLD_SIGN, position, 1)
     new_fold, joints_ok = _limit_correction(sign * position[3:], fold <= C.LEG_EXTENDED, fold >= C.LEG_FOLDED)
     position = jnp.concatenate([position[:3], sign * new_fold])
 
-    leg_close, hull_close = close_to_ground(heights, K.pose(position))
+    reached, hull_close = close_to_ground(heights, K.pose(position))
+    nearest = jnp.floor(slots.feature[0::2] / collision.FEATURES)  # each leg's nearest point's edge
+    reached = jnp.concatenate([reached, jnp.where(leg_hit, nearest, -1.0)[:, None]], 1)
+    begin, end, after = contact_events(mech.edges, touched, reached)
 
-    vel, ang = K.body_velocities(p, u_new)
+    # Sleep: the engine tests the bodies' own velocities after its velocity solve.
     calm = (K.dot2(vel, vel) <= C.LINEAR_SLEEP_TOLERANCE**2) & (ang * ang <= C.ANGULAR_SLEEP_TOLERANCE**2)
     calm_steps = jnp.where(calm, mech.calm_steps + 1, 0).astype(jnp.int32)
     asleep = (K.smallest(calm_steps) >= C.SLEEP_STEPS) & contacts_ok & joints_ok[0] & joints_ok[1]
 
-    new = Mechanism(position=position, velocity=u_new, impulses=lam, calm_steps=calm_steps)
-    return new, StepResult(leg_touch | leg_hit | leg_close, hull_touch | hull_close, asleep)
+    features = jnp.where(slots.touch, slots.feature, -1.0)
+    new = Mechanism(position=position, velocity=u_new, impulses=accumulated, features=features,
+                    edges=after, calm_steps=calm_steps)
+    return new, StepResult(begin, end, hull_touch | hull_close, asleep)
 
 
-CHUNK = 128  # environments per pass: keeps the step's intermediates in cache
+CHUNK = 1024  # environments per pass of the flight step: keeps its intermediates in cache
+CONTACT_CHUNK = 32  # environments per pass of the full velocity iteration
 
 
 def _chunked(fn, args, size: int):
@@ -313,15 +431,56 @@ def _chunked(fn, args, size: int):
 
 @functools.lru_cache(maxsize=None)
 def _vmappable_step(config: SolverConfig):
-    """The per-environment step for ``config``; ``vmap`` runs it batch-last, in chunks."""
+    """The per-environment step for ``config``; ``vmap`` runs it batch-last, in chunks.
 
-    def run(args):
-        return step_batched(*args, config)
+    Lanes near the ground are sorted to the front of the batch first, so that only the chunks
+    that hold them run the full velocity iteration (each lane's result depends only on its own
+    state, not on its neighbours)."""
+
+    def flight(args):
+        *rest, needs = args
+        return step_batched(*rest, config, needs, False)
+
+    def contact(args):
+        *rest, needs = args
+        return step_batched(*rest, config, needs, True)
+
+    def sorted_run(args, size):
+        mech, heights = args[0], args[1]
+        needs = needs_contact_solve(mech.position, heights)
+        order = jnp.argsort(jnp.logical_not(needs), stable=True)
+        gathered = jax.tree.map(lambda x: jnp.take(x, order, axis=-1), args + (needs,))
+        out = _chunked(flight, gathered, size)
+        # The lanes near the ground (now at the front) again, CONTACT_CHUNK at a time, with the
+        # full velocity iteration.
+        width = max(2, min(size, CONTACT_CHUNK))
+        pad = -size % width
+        padded = jax.tree.map(lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge"),
+                              gathered)
+        out = jax.tree.map(lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge"), out)
+        count = jnp.sum(needs.astype(jnp.int32))
+
+        def more(carry):
+            return carry[0] * width < count
+
+        def one(carry):
+            i, out = carry
+            start = i * width
+            part = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, width, axis=x.ndim - 1),
+                                padded)
+            res = contact(part)
+            out = jax.tree.map(lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, start, axis=o.ndim - 1),
+                               out, res)
+            return i + 1, out
+
+        _, out = jax.lax.while_loop(more, one, (jnp.zeros((), jnp.int32), out))
+        back = jnp.argsort(order)
+        return jax.tree.map(lambda x: jnp.take(x[..., :size], back, axis=-1), out)
 
     @custom_vmap
     def step(mech, heights, impulse, forces):
         args = jax.tree.map(lambda x: x[..., None], (mech, heights, impulse, forces))
-        return jax.tree.map(lambda x: x[..., 0], _chunked(run, args, 1))
+        return jax.tree.map(lambda x: x[..., 0], sorted_run(args, 1))
 
     @step.def_vmap
     def _rule(axis_size, in_batched, mech, heights, impulse, forces):
@@ -331,7 +490,7 @@ def _vmappable_step(config: SolverConfig):
             return jnp.broadcast_to(x[..., None], x.shape + (axis_size,))
 
         args = jax.tree.map(to_last, (mech, heights, impulse, forces), tuple(in_batched))
-        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), _chunked(run, args, axis_size))
+        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), sorted_run(args, axis_size))
         return out, jax.tree.map(lambda _: True, out)
 
     return step

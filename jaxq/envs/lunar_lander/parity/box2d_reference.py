@@ -12,7 +12,9 @@ What it offers:
   :func:`peek_dispersion` reads the two dispersion numbers that the next step will draw, so the port
   can be stepped with the very same ones.
 * **Drops** onto a flat pad (:func:`drop_bodies`, :func:`run_drop`) for the landing envelope.
-* **Episodes** of a policy (:func:`run_episodes`): returns, lengths and how each episode ended.
+* **Episodes** of a policy (:func:`run_episodes`): returns, lengths and how each episode ended,
+  optionally every observation and action. Policies are Gymnasium's heuristic, uniform random
+  actions, the no-op, or a learned pilot stored with the harness (:mod:`.pilots`).
 
 Body order everywhere is (lander, legs[0], legs[1]); legs[0] is the leg on the lander's +x side.
 Positions are body origins, velocities are centre-of-mass velocities, as Box2D reports them.
@@ -30,6 +32,8 @@ import gymnasium as gym
 import numpy as np
 from Box2D import b2EdgeShape
 from gymnasium.envs.box2d import lunar_lander as gym_lunar
+
+from jaxq.envs.lunar_lander.parity import pilots
 
 WORLD_W = 20.0  # viewport width in metres
 WORLD_H = 400.0 / 30.0  # viewport height in metres
@@ -127,6 +131,17 @@ def set_terrain(env: gym.Env, heights: Sequence[float]) -> None:
 def joint_angles(env: gym.Env) -> np.ndarray:
     """``[2]`` joint angles q of legs[0] (limits [0.4, 0.9]) and legs[1] (limits [-0.9, -0.4])."""
     return np.array([leg.joint.angle for leg in env.unwrapped.legs])
+
+
+def joint_impulses(env: gym.Env) -> np.ndarray:
+    """``[2, 4]`` the joints' accumulated impulses of the last step (pin x, pin y, limit, motor),
+    which warm-start the next one: the port's ``state_from_bodies(joint_impulses=...)``."""
+    rows = []
+    for leg in env.unwrapped.legs:
+        j = leg.joint
+        force = j.GetReactionForce(1.0)
+        rows.append([force[0], force[1], j.GetReactionTorque(1.0), j.GetMotorTorque(1.0)])
+    return np.array(rows, np.float32)
 
 
 def settled_env(seed: int = 0, continuous: bool = False, steps: int = 30) -> gym.Env:
@@ -314,11 +329,15 @@ def _outcome(env: gym.Env, obs: np.ndarray) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Episodes:
-    """Per-episode results: ``returns`` [N], ``lengths`` [N] (env steps), ``outcomes`` [N] (str)."""
+    """Per-episode results: ``returns`` [N], ``lengths`` [N] (env steps), ``outcomes`` [N] (str);
+    with ``record``, ``observations`` (per episode ``[T + 1, 8]``: the reset observation, then one
+    per step) and ``actions`` (per episode ``[T]`` or ``[T, 2]``)."""
 
     returns: np.ndarray
     lengths: np.ndarray
     outcomes: np.ndarray
+    observations: tuple = ()
+    actions: tuple = ()
 
 
 def random_actions(seed: int, continuous: bool, steps: int = MAX_EPISODE_STEPS) -> np.ndarray:
@@ -331,7 +350,8 @@ def random_actions(seed: int, continuous: bool, steps: int = MAX_EPISODE_STEPS) 
 
 
 def make_policy(name: str, continuous: bool, seed: int) -> Callable[[gym.Env, np.ndarray], Any]:
-    """``policy(env, obs) -> action`` for "heuristic" (Gymnasium's own), "random" or "noop"."""
+    """``policy(env, obs) -> action`` for "heuristic" (Gymnasium's own), "random", "noop" or the
+    name of a stored learned pilot (greedy, discrete actions only)."""
     if name == "heuristic":
         return gym_lunar.heuristic
     if name == "random":
@@ -339,7 +359,13 @@ def make_policy(name: str, continuous: bool, seed: int) -> Callable[[gym.Env, np
         return lambda env, obs: next(actions)
     if name == "noop":
         return (lambda env, obs: np.zeros(2)) if continuous else (lambda env, obs: 0)
-    raise ValueError(f"policy={name!r} is not allowed; choose one of: {', '.join(POLICIES)}")
+    if name in pilots.available():
+        if continuous:
+            raise ValueError(f"policy={name!r} is a discrete pilot; it cannot fly the continuous env")
+        pilot = pilots.load(name)
+        return lambda env, obs: int(pilots.act_numpy(pilot, obs))
+    choices = ", ".join(POLICIES + pilots.available())
+    raise ValueError(f"policy={name!r} is not allowed; choose one of: {choices}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -351,6 +377,7 @@ class InitialCondition:
         obs: the reset observation; prev_shaping: its shaping (the first step's reward baseline;
             None: the shaping of ``bodies``).
         dispersion: ``[steps, 2]`` the (d0, d1) pairs the episode's steps will draw, in order.
+        joint_impulses: ``[2, 4]`` the joints' warm-start impulses (None: legs hanging in flight).
     """
 
     bodies: Bodies
@@ -358,6 +385,7 @@ class InitialCondition:
     obs: np.ndarray
     prev_shaping: float | None
     dispersion: np.ndarray
+    joint_impulses: np.ndarray | None = None
 
 
 def initial_condition(seed: int, continuous: bool = False,
@@ -366,33 +394,44 @@ def initial_condition(seed: int, continuous: bool = False,
     env = make_env(continuous, time_limit=False)
     obs, _ = env.reset(seed=seed)
     return InitialCondition(read_bodies(env), read_terrain(env), obs,
-                            float(env.unwrapped.prev_shaping), peek_dispersion(env, steps))
+                            float(env.unwrapped.prev_shaping), peek_dispersion(env, steps),
+                            joint_impulses(env))
 
 
 def run_episodes(policy: str, seeds: Sequence[int], continuous: bool = False,
                  velocity_iterations: int | None = None,
-                 continuous_collision: bool = True) -> Episodes:
+                 continuous_collision: bool = True, record: bool = False) -> Episodes:
     """Run one episode per seed (``reset(seed=s)``) in ``LunarLander-v3`` with its time limit.
 
     ``velocity_iterations`` (default: Gymnasium's 180) and ``continuous_collision`` (Box2D's
-    time-of-impact handling, on in Gymnasium) make variants of the reference for diagnostics.
+    time-of-impact handling, on in Gymnasium) make variants of the reference for diagnostics;
+    ``record`` keeps every observation and action.
     """
     env = make_env(continuous)
     solver = (solver_iterations(velocity_iterations) if velocity_iterations
               else contextlib.nullcontext())
-    returns, lengths, outcomes = [], [], []
+    returns, lengths, outcomes, observations, actions = [], [], [], [], []
     with solver:
         for seed in seeds:
             act = make_policy(policy, continuous, int(seed))
             obs, _ = env.reset(seed=int(seed))
             env.unwrapped.world.continuousPhysics = continuous_collision
             total, t, terminated, truncated = 0.0, 0, False, False
+            seen, done = [obs], []
             while not (terminated or truncated):
-                obs, reward, terminated, truncated, _ = env.step(act(env, obs))
+                action = act(env, obs)
+                obs, reward, terminated, truncated, _ = env.step(action)
                 total += float(reward)
                 t += 1
+                if record:
+                    seen.append(obs)
+                    done.append(action)
             returns.append(total)
             lengths.append(t)
             outcomes.append(_outcome(env, obs) if terminated else "truncated")
+            if record:
+                observations.append(np.array(seen, np.float32))
+                actions.append(np.array(done))
     env.close()
-    return Episodes(np.array(returns), np.array(lengths), np.array(outcomes))
+    return Episodes(np.array(returns), np.array(lengths), np.array(outcomes), tuple(observations),
+                    tuple(actions))
