@@ -133,3 +133,13 @@ def test_size_overrides_are_checked_before_anything_runs():
         resized(size_of("full"), ["Lunar"])
     with pytest.raises(ValueError, match="seeds=0"):
         resized(size_of("tiny"), seeds=0)
+
+
+def test_a_rerun_with_reuse_reads_the_finished_methods_back_and_gives_the_same_numbers(tiny):
+    out, summary = tiny
+    again = run(out, "tiny", reuse=True)
+    rows = again["results"]["CartPole-v1"]["methods"]
+    assert all(r["timing"] == {"reused": str(out / f"cartpole_{r['method']}.npz")} for r in rows)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "timing"} for r in rows]  # noqa: E731
+    assert strip(rows) == strip(summary["results"]["CartPole-v1"]["methods"])
+    assert again["verdicts"] == summary["verdicts"]

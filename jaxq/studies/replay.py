@@ -191,22 +191,39 @@ def judge(ratio: dict[str, Any], claimed: float, censored: tuple[bool, bool] = (
 
 
 # -- the runs ---------------------------------------------------------------------------------------
-def train_method(env_name: str, method: str, s: EnvSize) -> dict[str, Any]:
-    """One method on one environment: all seeds in one call (root seed 0: seeds paired across methods)."""
+CURVES = ("t", "eval_return", "train_return", "final_return")
+
+
+def method_curves(out: Path, env_name: str, method: str, s: EnvSize, reuse: bool = False) -> dict[str, Any]:
+    """One method on one environment: all seeds in one call (root seed 0: seeds paired across methods).
+
+    The curves go to ``out/<env>_<method>.npz`` as soon as the method is done, so a stopped run keeps
+    the methods it finished; with ``reuse`` a method whose file matches the size (seeds, steps, log
+    interval) is read back instead of trained again (its timing then says so).
+    """
     env, params = jaxq.make(env_name)
     options = {"rerank_every": RERANK_EVERY} if method == "per-rank" else {}
     learner = make_learner("dqn", env, params, steps=s.steps, log_every=s.log_every, replay=method,
                            replay_options=options, **s.options)
+    meta = {"hyperparameters": {k: v for k, v in learner.defaults().items() if k in learner.buffer.hyperparameters},
+            "replay_options": options}
+    path = out / f"{env_name.split('-')[0].lower()}_{method}.npz"
+    if reuse and path.exists():
+        with np.load(path) as saved:
+            curves = {k: saved[k] for k in CURVES}
+        t = curves["t"]
+        if curves["final_return"].shape == (s.seeds,) and t[-1] == s.steps and t[1] - t[0] == s.log_every:
+            print(f"[replay] {env_name} {method}: read {path}", flush=True)
+            return {**curves, **meta, "timing": {"reused": str(path)}}
     t0 = time.perf_counter()
     run = training.train(learner, None, seeds=s.seeds, final_episodes=s.final_episodes,
                          threshold=PRESETS[env_name]["solved"], seed=0)
     wall = time.perf_counter() - t0
     print(f"[replay] {env_name} {method}: {s.seeds} seeds x {s.steps:,} steps in {wall:.0f} s", flush=True)
-    return {"t": np.asarray(run.sweep.coords["t"]), "eval_return": run.sweep.logs["eval_return"],
-            "train_return": run.sweep.logs["train_return"], "final_return": run.final_return,
-            "timing": {**run.sweep.timing, "train_and_final_eval_s": wall},
-            "hyperparameters": {k: v for k, v in learner.defaults().items() if k in learner.buffer.hyperparameters},
-            "replay_options": options}
+    curves = {"t": np.asarray(run.sweep.coords["t"]), "eval_return": run.sweep.logs["eval_return"],
+              "train_return": run.sweep.logs["train_return"], "final_return": run.final_return}
+    np.savez_compressed(path, **curves)
+    return {**curves, **meta, "timing": {**run.sweep.timing, "train_and_final_eval_s": wall}}
 
 
 def method_row(env_name: str, method: str, r: dict[str, Any], s: EnvSize) -> dict[str, Any]:
@@ -251,6 +268,9 @@ def claim_lines(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[s
                          for m in (num, den))
         held[name] = judge(ratio, claimed, censored)
         medians = f"medians {rows[num][stat]['median']:.4g} vs {rows[den][stat]['median']:.4g}"
+        if quantity == "variance":  # a return that stays low also varies little: show where each method got to
+            medians += (f" (final greedy IQM {rows[num]['final_greedy_return']['iqm']:.1f} vs "
+                        f"{rows[den]['final_greedy_return']['iqm']:.1f})")
         if quantity == "steps":
             medians += (f" env steps (threshold reached by {rows[num][stat]['reached_fraction']:.0%} / "
                         f"{rows[den][stat]['reached_fraction']:.0%} of seeds)")
@@ -353,19 +373,17 @@ def resized(sizes: dict[str, EnvSize], envs: Sequence[str] | None = None, seeds:
 
 
 def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, seeds: int | None = None,
-        steps: int | None = None) -> dict[str, Any]:
+        steps: int | None = None, reuse: bool = False) -> dict[str, Any]:
     """Every method on every environment of the size (or ``envs`` of it, with ``seeds`` and ``steps``
-    overridden), the statistics, verdicts, the table and the figure."""
+    overridden; ``reuse``: see :func:`method_curves`), the statistics, verdicts, table and figure."""
     sizes = resized(size_of(size), envs, seeds, steps)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for env_name, s in sizes.items():
         runs, rows = {}, {}
-        for m in METHODS:  # each method's curves and numbers as soon as it is done: a stopped run keeps them
-            runs[m] = train_method(env_name, m, s)
+        for m in METHODS:
+            runs[m] = method_curves(out, env_name, m, s, reuse)
             rows[m] = method_row(env_name, m, runs[m], s)
-            np.savez_compressed(out / f"{env_name.split('-')[0].lower()}_{m}.npz",
-                                **{k: runs[m][k] for k in ("t", "eval_return", "train_return", "final_return")})
             steps, final, variance = (rows[m][k] for k in ("steps_to_threshold", "final_greedy_return",
                                                            "second_half_variance"))
             print(f"[replay] {env_name} {m}: steps to threshold {_ci(steps)} (reached {steps['reached_fraction']:.0%}),"
@@ -414,9 +432,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="only this environment of the size (repeat for several)")
     parser.add_argument("--seeds", type=int, help="seeds per method instead of the size's")
     parser.add_argument("--steps", type=int, help="env steps per seed instead of the size's")
+    parser.add_argument("--reuse", action="store_true",
+                        help="read back the methods already in --out (same seeds and steps) instead of training them")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    summary = run(args.out, args.size, envs=args.envs, seeds=args.seeds, steps=args.steps)
+    summary = run(args.out, args.size, envs=args.envs, seeds=args.seeds, steps=args.steps, reuse=args.reuse)
     print(f"{NAME}: {summary['verdict']}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
 
