@@ -126,9 +126,12 @@ def test_tiny_study_censors_unreached_seeds_and_pairs_seeds_across_methods(tiny)
 
 
 def test_size_overrides_are_checked_before_anything_runs():
-    sizes = resized(size_of("full"), ["LunarLander-v3"], seeds=4, steps=20_000)
-    lunar = sizes["LunarLander-v3"]
+    sizes = resized(size_of("full"), ["LunarLander-v3"], seeds=4, steps=20_000, eval_every=10_000, final_episodes=None)
+    lunar, full = sizes["LunarLander-v3"], size_of("full")["LunarLander-v3"]
     assert list(sizes) == ["LunarLander-v3"] and (lunar.seeds, lunar.steps) == (4, 20_000)
+    assert lunar.options == {**full.options, "eval_every": 10_000} and lunar.final_episodes == full.final_episodes
+    with pytest.raises(ValueError, match="override='widths'"):
+        resized(size_of("full"), widths=2)
     with pytest.raises(ValueError, match="env='Lunar'"):
         resized(size_of("full"), ["Lunar"])
     with pytest.raises(ValueError, match="seeds=0"):

@@ -107,7 +107,7 @@ def size_of(size: str) -> dict[str, EnvSize]:
     return pick(
         size,
         tiny={"CartPole-v1": EnvSize(2, 1_000, 250, 2, tiny_cartpole)},
-        quick={"CartPole-v1": EnvSize(8, 25_000, 250, 20, {**cartpole, "widths": (64, 64)})},
+        quick={"CartPole-v1": EnvSize(8, 25_000, 250, 20, {**cartpole, "widths": (64, 64), "buffer_size": 2**13})},
         full={"CartPole-v1": EnvSize(32, PRESETS["CartPole-v1"]["steps"], 250, 100, cartpole),
               "LunarLander-v3": EnvSize(32, PRESETS["LunarLander-v3"]["steps"], 1_000, 100, lunar)},
     )
@@ -360,23 +360,30 @@ def figure(results: dict[str, Any], sizes: dict[str, EnvSize]) -> Any:
                         "bands: 95% CI of the mean over seeds; dashed: the solved threshold")
 
 
-def resized(sizes: dict[str, EnvSize], envs: Sequence[str] | None = None, seeds: int | None = None,
-            steps: int | None = None) -> dict[str, EnvSize]:
-    """``sizes`` restricted to ``envs`` (in that order) with ``seeds`` and ``steps`` overridden where given
-    (the learner checks that ``steps`` fits its log and evaluation intervals)."""
+def resized(sizes: dict[str, EnvSize], envs: Sequence[str] | None = None,
+            **overrides: int | None) -> dict[str, EnvSize]:
+    """``sizes`` restricted to ``envs`` (in that order), with ``seeds``, ``steps``, ``final_episodes`` and
+    ``eval_every`` overridden where given and not None (the learner checks that ``steps`` fits its log
+    and evaluation intervals)."""
+    fields = ("seeds", "steps", "final_episodes", "eval_every")
+    for name in overrides:
+        check_choice("override", name, fields)
+    given = {k: check_count(v, k) for k, v in overrides.items() if v is not None}
     for env_name in envs or ():
         check_choice("env", env_name, sizes)
-    chosen = {e: sizes[e] for e in (envs or sizes)}
-    return {e: dataclasses.replace(s, seeds=check_count(seeds, "seeds") if seeds is not None else s.seeds,
-                                   steps=check_count(steps, "steps") if steps is not None else s.steps)
-            for e, s in chosen.items()}
+
+    def one(s: EnvSize) -> EnvSize:
+        options = {**s.options, **({"eval_every": given["eval_every"]} if "eval_every" in given else {})}
+        return dataclasses.replace(s, **{k: v for k, v in given.items() if k != "eval_every"}, options=options)
+
+    return {e: one(sizes[e]) for e in (envs or sizes)}
 
 
-def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, seeds: int | None = None,
-        steps: int | None = None, reuse: bool = False) -> dict[str, Any]:
-    """Every method on every environment of the size (or ``envs`` of it, with ``seeds`` and ``steps``
-    overridden; ``reuse``: see :func:`method_curves`), the statistics, verdicts, table and figure."""
-    sizes = resized(size_of(size), envs, seeds, steps)
+def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, reuse: bool = False,
+        **overrides: int | None) -> dict[str, Any]:
+    """Every method on every environment of the size (or ``envs`` of it, with ``overrides``: see
+    :func:`resized`; ``reuse``: see :func:`method_curves`), the statistics, verdicts, table and figure."""
+    sizes = resized(size_of(size), envs, **overrides)
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for env_name, s in sizes.items():
@@ -432,11 +439,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="only this environment of the size (repeat for several)")
     parser.add_argument("--seeds", type=int, help="seeds per method instead of the size's")
     parser.add_argument("--steps", type=int, help="env steps per seed instead of the size's")
+    parser.add_argument("--final-episodes", type=int, help="greedy episodes per final network instead of the size's")
+    parser.add_argument("--eval-every", type=int, help="env steps between greedy evaluations instead of the size's")
     parser.add_argument("--reuse", action="store_true",
                         help="read back the methods already in --out (same seeds and steps) instead of training them")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    summary = run(args.out, args.size, envs=args.envs, seeds=args.seeds, steps=args.steps, reuse=args.reuse)
+    summary = run(args.out, args.size, envs=args.envs, reuse=args.reuse, seeds=args.seeds, steps=args.steps,
+                  final_episodes=args.final_episodes, eval_every=args.eval_every)
     print(f"{NAME}: {summary['verdict']}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
 
