@@ -146,3 +146,15 @@ def test_a_rerun_with_reuse_reads_the_finished_methods_back_and_gives_the_same_n
     strip = lambda rows: [{k: v for k, v in r.items() if k != "timing"} for r in rows]  # noqa: E731
     assert strip(rows) == strip(summary["results"]["CartPole-v1"]["methods"])
     assert again["verdicts"] == summary["verdicts"]
+
+
+def test_a_subset_of_methods_judges_only_the_claims_it_can(tiny, tmp_path):
+    out, summary = tiny
+    for name in ("uniform", "reaper", "per"):  # a run stopped part-way: these finished
+        (tmp_path / f"cartpole_{name}.npz").write_bytes((out / f"cartpole_{name}.npz").read_bytes())
+    part = run(tmp_path, "tiny", methods=["uniform", "reaper", "per"], reuse=True)
+    assert [r["method"] for r in part["results"]["CartPole-v1"]["methods"]] == ["uniform", "per", "reaper"]
+    assert part["verdicts"]["ReaPER -21% steps vs PER"] == summary["verdicts"]["ReaPER -21% steps vs PER"]
+    assert part["verdicts"]["annealed 4x faster than PER"].startswith("NOT RUN: seed article")
+    with pytest.raises(ValueError, match="method='rank'"):
+        run(tmp_path, "tiny", methods=["rank"])

@@ -249,19 +249,25 @@ def comparisons(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out = {}
     for m in rows:
         for base, quantity in (("uniform", "steps"), ("uniform", "variance"), ("per", "steps")):
-            if m != base and not (base == "per" and m == "uniform"):
+            if base in rows and m != base and not (base == "per" and m == "uniform"):
                 out[f"{m}/{base} {quantity}"] = paired_ratio(per_seed[m][quantity], per_seed[base][quantity])
     return out
 
 
 def claim_lines(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[str, str], str]:
     """Each claim judged on LunarLander when it ran (where the claims were made), else on CartPole:
-    whether it held, its one-line verdict, and all of them in short (for the study's verdict)."""
+    whether it held (absent when a method it needs was not run), its one-line verdict, and all of them
+    in short (for the study's verdict)."""
     env_name = "LunarLander-v3" if "LunarLander-v3" in results else "CartPole-v1"
     rows = results[env_name]["methods"]
     held, lines, short = {}, {}, []
     for name, num, den, quantity, claimed, source in CLAIMS:
         key = f"{num}/{den} {quantity}"
+        if key not in results[env_name]["ratios"]:
+            missing = " and ".join(LABELS[m] for m in (num, den) if m not in rows)
+            lines[name] = f"NOT RUN: {source}: \"{name}\": {missing} did not run on {env_name}"
+            short.append(f"\"{name}\" not run")
+            continue
         ratio = results[env_name]["ratios"][key]
         stat = "steps_to_threshold" if quantity == "steps" else "second_half_variance"
         censored = tuple(quantity == "steps" and rows[m][stat]["median"] >= rows[m][stat]["censored_at"]
@@ -279,7 +285,8 @@ def claim_lines(results: dict[str, Any]) -> tuple[dict[str, bool | None], dict[s
                 medians += (f"; the median seed of {late} did not reach the threshold in the budget, so the ratio "
                             "is only a bound")
         others = "".join(f"; on {e}: {r['ratios'][key]['ratio']:.2f} (CI {r['ratios'][key]['ci95'][0]:.2f}-"
-                         f"{r['ratios'][key]['ci95'][1]:.2f})" for e, r in results.items() if e != env_name)
+                         f"{r['ratios'][key]['ci95'][1]:.2f})" for e, r in results.items()
+                         if e != env_name and key in r["ratios"])
         interval = f"{ratio['ratio']:.2f} (95% CI {ratio['ci95'][0]:.2f}-{ratio['ci95'][1]:.2f})"
         lines[name] = verdict(held[name], (
             f"{source}: \"{name}\" on {env_name}: {LABELS[num]} / {LABELS[den]} {quantity} = {interval} over "
@@ -303,8 +310,7 @@ def table(results: dict[str, Any], sizes: dict[str, EnvSize]) -> str:
              "|---|---|---:|---:|---:|---:|"]
     for env_name, r in results.items():
         s = sizes[env_name]
-        for m in METHODS:
-            row = r["methods"][m]
+        for m, row in r["methods"].items():
             final = row["final_greedy_return"]
             lines.append(f"| {env_name} ({s.seeds} x {s.steps:,}) | {LABELS[m]} | {_ci(row['steps_to_threshold'])} | "
                          f"{row['steps_to_threshold']['reached_fraction']:.0%} | "
@@ -325,18 +331,18 @@ def figure(results: dict[str, Any], sizes: dict[str, EnvSize]) -> Any:
     for row, env_name in zip(axes, envs):
         s, threshold = sizes[env_name], PRESETS[env_name]["solved"]
         runs, stats = results[env_name]["runs"], results[env_name]["methods"]
-        for i, m in enumerate(METHODS):
-            r = runs[m]
+        for i, m in enumerate(stats):
+            r, color = runs[m], f"C{METHODS.index(m)}"
             ev = r["eval_return"]
             points = np.isfinite(ev).any(axis=0)
-            plots.band(row[0], r["t"][points], ev[:, points], LABELS[m], marker=".", color=f"C{i}")
-            plots.band(row[1], r["t"], r["train_return"], LABELS[m], color=f"C{i}", lw=0.8)
+            plots.band(row[0], r["t"][points], ev[:, points], LABELS[m], marker=".", color=color)
+            plots.band(row[1], r["t"], r["train_return"], LABELS[m], color=color, lw=0.8)
             for ax, key in ((row[2], "steps_to_threshold"), (row[3], "second_half_variance")):
                 values = np.asarray(stats[m][key]["per_seed"], float)
                 x = i + np.linspace(-0.25, 0.25, values.size)
                 reached = np.asarray(stats[m][key].get("reached", np.ones(values.size, bool)), bool)
-                ax.scatter(x[reached], values[reached], s=10, color=f"C{i}", alpha=0.6)
-                ax.scatter(x[~reached], values[~reached], s=14, color=f"C{i}", marker="^", alpha=0.6)
+                ax.scatter(x[reached], values[reached], s=10, color=color, alpha=0.6)
+                ax.scatter(x[~reached], values[~reached], s=14, color=color, marker="^", alpha=0.6)
                 med, (lo, hi) = stats[m][key]["median"], stats[m][key]["ci95"]
                 ax.errorbar(i, med, yerr=[[med - lo], [hi - med]] if np.isfinite(lo) else None, fmt="s",
                             color="k", ms=6, capsize=5, zorder=3)
@@ -354,7 +360,7 @@ def figure(results: dict[str, Any], sizes: dict[str, EnvSize]) -> Any:
                          fontsize=8)
         row[3].set_ylabel("variance (return^2)")
         for ax in row[2:]:
-            ax.set_xticks(range(len(METHODS)), [LABELS[m] for m in METHODS], rotation=20, fontsize=8)
+            ax.set_xticks(range(len(stats)), [LABELS[m] for m in stats], rotation=20, fontsize=8)
     seeds = ", ".join(f"{e}: {sizes[e].seeds} seeds x {sizes[e].steps:,} steps" for e in envs)
     return plots.finish(fig, axes, f"Replay schemes for Double DQN ({seeds} per method, seeds paired across methods); "
                         "bands: 95% CI of the mean over seeds; dashed: the solved threshold")
@@ -379,25 +385,30 @@ def resized(sizes: dict[str, EnvSize], envs: Sequence[str] | None = None,
     return {e: one(sizes[e]) for e in (envs or sizes)}
 
 
-def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, reuse: bool = False,
-        **overrides: int | None) -> dict[str, Any]:
-    """Every method on every environment of the size (or ``envs`` of it, with ``overrides``: see
-    :func:`resized`; ``reuse``: see :func:`method_curves`), the statistics, verdicts, table and figure."""
+def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, methods: Sequence[str] | None = None,
+        reuse: bool = False, **overrides: int | None) -> dict[str, Any]:
+    """Every method (or ``methods``, trained in that order) on every environment of the size (or
+    ``envs`` of it, with ``overrides``: see :func:`resized`; ``reuse``: see :func:`method_curves`), the
+    statistics, verdicts, table and figure."""
     sizes = resized(size_of(size), envs, **overrides)
+    for m in methods or ():
+        check_choice("method", m, METHODS)
+    chosen = [m for m in METHODS if m in (methods or METHODS)]
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for env_name, s in sizes.items():
         runs, rows = {}, {}
-        for m in METHODS:
+        for m in methods or METHODS:
             runs[m] = method_curves(out, env_name, m, s, reuse)
             rows[m] = method_row(env_name, m, runs[m], s)
             steps, final, variance = (rows[m][k] for k in ("steps_to_threshold", "final_greedy_return",
                                                            "second_half_variance"))
             print(f"[replay] {env_name} {m}: steps to threshold {_ci(steps)} (reached {steps['reached_fraction']:.0%}),"
                   f" final IQM {_ci(final, 'iqm', 'iqm_ci95', '.1f')}, 2nd-half variance {_ci(variance)}", flush=True)
+        rows = {m: rows[m] for m in chosen}  # in the study's order
         results[env_name] = {"runs": runs, "methods": rows, "ratios": comparisons(rows)}
     held, lines, short = claim_lines(results)
-    overall = all_of(list(held.values()))
+    overall = all_of(list(held.values())) if held else None
     summary = {
         "study": NAME,
         "title": "Replay schemes for DQN: uniform, PER, rank-based PER, ReaPER and the article's annealed rule",
@@ -420,8 +431,8 @@ def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, reu
     arrays = {}
     for env_name, r in results.items():
         tag = env_name.split("-")[0].lower()
-        arrays[f"{tag}_t"] = r["runs"]["uniform"]["t"]
-        for m in METHODS:
+        arrays[f"{tag}_t"] = r["runs"][chosen[0]]["t"]
+        for m in chosen:
             for key in ("eval_return", "train_return", "final_return"):
                 arrays[f"{tag}_{m}_{key}"] = r["runs"][m][key]
     verdict_lines = "".join(f"- {line}\n" for line in lines.values())
@@ -437,6 +448,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--size", choices=SIZES, default="full", help="tiny (seconds, for tests), quick or full")
     parser.add_argument("--env", action="append", dest="envs", metavar="ENV",
                         help="only this environment of the size (repeat for several)")
+    parser.add_argument("--method", action="append", dest="methods", metavar="REPLAY",
+                        help="only this method, in the order given (repeat for several; default: all five)")
     parser.add_argument("--seeds", type=int, help="seeds per method instead of the size's")
     parser.add_argument("--steps", type=int, help="env steps per seed instead of the size's")
     parser.add_argument("--final-episodes", type=int, help="greedy episodes per final network instead of the size's")
@@ -445,8 +458,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="read back the methods already in --out (same seeds and steps) instead of training them")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
-    summary = run(args.out, args.size, envs=args.envs, reuse=args.reuse, seeds=args.seeds, steps=args.steps,
-                  final_episodes=args.final_episodes, eval_every=args.eval_every)
+    summary = run(args.out, args.size, envs=args.envs, methods=args.methods, reuse=args.reuse, seeds=args.seeds,
+                  steps=args.steps, final_episodes=args.final_episodes, eval_every=args.eval_every)
     print(f"{NAME}: {summary['verdict']}")
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
 
