@@ -126,6 +126,23 @@ def check_saveable(tree: Any) -> None:
                              "carry as raw uint32 words (jax.random.PRNGKey, or jax.random.key_data)")
 
 
+def _without_empty(tree: Any) -> Any:
+    """``tree`` with its zero-size leaves (an unused sum tree, say) as None: orbax cannot store them."""
+    return jax.tree.map(lambda x: x if math.prod(x.shape) else None, tree)
+
+
+def _with_empty(target: Any, stored: Any) -> Any:
+    """The inverse of :func:`_without_empty` for a restore: ``stored`` with the zero-size leaves of
+    ``target`` (``jax.ShapeDtypeStruct`` s) put back as empty arrays on their shardings."""
+    def leaf(want: Any, got: Any) -> Any:
+        if math.prod(want.shape):
+            return got
+        empty = np.zeros(want.shape, want.dtype)
+        return jax.device_put(empty, want.sharding) if want.sharding is not None else empty
+
+    return jax.tree.map(leaf, target, stored)
+
+
 def checksum(tree: Any) -> dict[str, str]:
     """``{path: 8 hex digits}`` for every array leaf of ``tree``: ``sum_i fmix(w_i ^ i * golden)``
     (mod 2^32) over its uint32 words ``w_i`` at their row-major positions ``i``.
@@ -272,7 +289,7 @@ class Folder:
                 "checksums": checksum(state) if state is not None else {}}
         items = {"meta": ocp.args.JsonSave(meta)}
         if state is not None:
-            items["state"] = ocp.args.PyTreeSave(state)
+            items["state"] = ocp.args.PyTreeSave(_without_empty(state))
         self.manager.save(step, args=ocp.args.Composite(**items))
 
     def write_finished(self, name: str, tree: Any) -> dict[str, Any]:
@@ -348,12 +365,13 @@ class Folder:
         state = None
         if meta["arrays"]:
             target = target_of(meta)
+            stored = _without_empty(target)
             args = jax.tree.map(
                 lambda s: (ocp.ArrayRestoreArgs(sharding=s.sharding, global_shape=s.shape, dtype=s.dtype)
                            if s.sharding is not None else ocp.RestoreArgs(restore_type=np.ndarray, dtype=s.dtype)),
-                target)
-            state = self.manager.restore(step, args=ocp.args.Composite(
-                state=ocp.args.PyTreeRestore(item=target, restore_args=args))).state
+                stored)
+            state = _with_empty(target, self.manager.restore(step, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(item=stored, restore_args=args))).state)
             for (path, got), want in zip(jax.tree_util.tree_leaves_with_path(state), jax.tree.leaves(target)):
                 if tuple(got.shape) != tuple(want.shape):
                     raise ValueError(f"array {jax.tree_util.keystr(path)} has shape {tuple(got.shape)}, "

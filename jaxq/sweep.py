@@ -518,10 +518,11 @@ def restore(folder: checkpoint.Folder, program: Program, outputs: Outputs) -> St
     folder without a complete step starts from the beginning."""
     def target(meta: dict[str, Any]) -> dict[str, Any]:
         groups = meta["groups"]
-        return {
-            "carry": [jax.tree.map(lambda s, g=g: jax.ShapeDtypeStruct(
-                (g["rows"], *s.shape), s.dtype, sharding=program.sharding if _laid_out(g, program) else None),
-                program.shapes.carry) for g in groups],
+        laid_out = jax.tree.map(lambda c: jax.ShapeDtypeStruct(c.shape, c.dtype, sharding=c.sharding), program.carry)
+        return {  # a laid-out carry restores with the shardings the compiled program takes
+            "carry": [laid_out if _laid_out(g, program) else jax.tree.map(
+                lambda s, g=g: jax.ShapeDtypeStruct((g["rows"], *s.shape), s.dtype), program.shapes.carry)
+                for g in groups],
             "logs": jax.tree.map(lambda x: jax.ShapeDtypeStruct((groups[-1]["stop"] - meta["done"], *x.shape[1:]),
                                                                 x.dtype), outputs.logs),
         }

@@ -1,6 +1,7 @@
 """``jaxq bench checkpoint``: what checkpoints cost a sweep, and how a sweep scales from 1 to 10^6 lanes.
 
-* Overhead, for any learner (:func:`overhead_rows`): the same sweep without checkpoints (the peer)
+* Overhead, for any learner (:func:`overhead_rows`; here tabular Q-learning, and DQN on CartPole with
+  10^5-slot replay buffers, the large state): the same sweep without checkpoints (the peer)
   and with checkpoints at the default interval (about 10 saves per chunk), alternately in one
   process, best of ``repeats`` each. ``blocking``: the seconds the saves block (checksums, the copy
   to the host, starting the write, and the wait for the last write) over the run seconds without
@@ -28,6 +29,19 @@ def _tabular(steps: int) -> Any:
     env, params = jaxq.make("Chain", depth=32, max_depth=32)
     return make_learner("q", env, params, steps=steps, log_every=steps // 10, step_size="constant",
                         log_bias=False, log_policy_value=False)
+
+
+def _dqn(steps: int, buffer_size: int) -> Any:
+    import jaxq
+    from jaxq.learners import make_learner
+    from jaxq.learners.dqn import PRESETS
+
+    env, params = jaxq.make("CartPole-v1")
+    options = {**PRESETS["CartPole-v1"]["options"], "buffer_size": buffer_size, "widths": (64, 64)}
+    if steps < options["learning_starts"] * 2:
+        options.update(learning_starts=steps // 4, batch_size=min(options["batch_size"], steps // 4), train_freq=steps // 10,
+                       gradient_steps=steps // 20, eval_every=steps // 2)
+    return make_learner("dqn", env, params, steps=steps, log_every=steps // 10, **options)
 
 
 def _largest_step_bytes(folder: Path) -> int:
@@ -76,7 +90,8 @@ def scaling_row(learner: Any, lanes: int) -> dict[str, Any]:
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    """The benchmark: checkpoint overhead of a tabular sweep, then lane scaling, in one process."""
+    """The benchmark: checkpoint overhead of a tabular sweep and of a DQN run with large replay
+    buffers, then lane scaling of the tabular sweep, in one process."""
     steps = 500 if quick else 200_000
     seeds = 16 if quick else 1024
     cases = [  # (label, learner factory, axes, seeds): any learner can be added here
@@ -84,9 +99,12 @@ def run(quick: bool = False) -> dict[str, Any]:
          lambda: _tabular(steps), {"depth": [2, 8, 32], "gamma": [0.9, 0.99], "alpha": [0.1], "epsilon": [0.3]},
          seeds),
     ]
+    dqn_steps, dqn_buffer, dqn_seeds = (400, 1_000, 4) if quick else (20_000, 100_000, 64)
+    cases.append((f"DQN, CartPole-v1, [64, 64], {dqn_buffer:,}-slot buffers, {dqn_seeds} seeds, {dqn_steps:,} steps",
+                   lambda: _dqn(dqn_steps, dqn_buffer), {}, dqn_seeds))
     rows: list[dict[str, Any]] = []
     for label, make, axes, n in cases:
-        rows.extend(overhead_rows(label, make, axes, n, repeats=1 if quick else 3))
+        rows.extend(overhead_rows(label, make, axes, n, repeats=1 if quick else 2))
     learner = _tabular(200 if quick else SCALING_STEPS)
     for lanes in ([1, 256] if quick else [1, 16, 256, 4096, 65_536, 1_000_000]):
         rows.append(scaling_row(learner, lanes))
@@ -94,7 +112,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "checkpoint", rows, quick=quick, peers={},
         notes=("blocking = seconds the saves block / run seconds without checkpoints; overhead = (run + "
                "checkpoint seconds) / run seconds without checkpoints - 1 (it includes what the background writes "
-               "take from the run, and the noise of a shared machine), best of 3 each, measured alternately in one "
+               "take from the run, and the noise of a shared machine), best of 2 each, measured alternately in one "
                "process; checkpoints at the default interval (about 10 saves per chunk); lanes_per_s = lanes / "
                "run seconds (per lane: the exact Q* at init, 1000 steps, 11 log points of ||Q - Q*||)."),
         headline_overhead=rows[1]["overhead"],
