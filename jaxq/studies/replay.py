@@ -40,14 +40,19 @@ paper's "-21% steps to threshold vs PER" (ReaPER / PER <= 0.789; its other numbe
 ``replay-notes.md``, are shown beside ours). The claims were made on LunarLander; where this size
 runs only CartPole, they are judged there and the verdict says so.
 
-Sizes. ``tiny`` (tests) and ``quick`` (``jaxq reproduce``) run CartPole only, all five methods
-(LunarLander's compiled program alone takes minutes to build, five times over). ``full`` (``python
-experiments/replay.py``): 32 seeds per method on both environments. CartPole: the preset (zoo
-hyper-parameters, 128x128 network, 5 x 10^4 steps). LunarLander: the preset's Double DQN with
-3-step returns, but a 64x64 network, batches of 64 and one update every 4 steps (a quarter of the
-preset's compute per step), for 3 x 10^5 steps: the preset's 5 methods x 32 seeds would take about
-a day on a 2-core CPU, and this size fits an afternoon. Both use a 2^15-slot buffer (a power of the
-sum tree's arity 8, so no padding: at 5 x 10^4 CartPole steps the ring wraps once).
+Sizes. ``tiny`` (tests; seconds of run, about a minute of compiling) and ``quick`` (the most
+``jaxq reproduce`` runs: 8 seeds x 2.5 x 10^4 steps, a 64x64 network and a 2^13-slot buffer) run
+CartPole only, all five methods (LunarLander's program takes minutes to compile per method).
+``full`` (``python experiments/replay.py``) is the study's bar: 32 paired seeds per method at the
+presets' steps on both environments. CartPole: the preset (zoo hyper-parameters, 128x128 network,
+5 x 10^4 steps) on a 2^15-slot buffer (a power of the sum tree's arity 8; the ring wraps once).
+LunarLander: the preset's Double DQN with 3-step returns, but a 64x64 network, batches of 64 and
+one update every 4 steps (a quarter of the preset's compute per step), 3 x 10^5 steps, the same
+buffer. On a shared 2-core CPU, CartPole's full size took 265-380 s per method but 1319 s for
+ReaPER, which recomputes every slot's reliability and rebuilds the tree at every update (``O(N)``);
+LunarLander's full size is hours per method. ``--env``, ``--method``, ``--seeds``, ``--steps``,
+``--eval-every`` and ``--final-episodes`` run a part or a smaller size (the summary's setup then says
+``below_issue_budget``); ``--reuse`` reads back methods a stopped run finished.
 """
 
 from __future__ import annotations
