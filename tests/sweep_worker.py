@@ -9,7 +9,7 @@ import sys
 SPEC = {"learner": "q", "devices": 2, "steps": 600, "log_every": 100, "axes": {"depth": [2, 5], "gamma": [0.9, 0.99]},
         "seeds": 4, "seed": 3, "options": {}, "out": None}
 # DQN on CartPole, small: its carry holds a replay buffer, an Adam state and a target network
-DQN = dict(widths=(16,), batch_size=16, buffer_size=256, learning_starts=32, train_freq=4, eval_every=100,
+DQN = dict(widths=(16,), batch_size=16, buffer_size=256, learning_starts=32, train_freq=4, eval_every=200,
            eval_episodes=1)
 
 

@@ -9,19 +9,17 @@ import pytest
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-import jaxq
+import sweep_worker
 from jaxq import checkpoint
-from jaxq.learners import make_learner
 from jaxq.sweep import LaneShapes, Outputs, compile_program, fingerprint, plan_grid, plan_layout, restore, sweep
 
-AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
+AXES = sweep_worker.SPEC["axes"]
 RUN = dict(seeds=4, seed=3)
 
 
 @pytest.fixture(scope="module")
 def learner():
-    env, params = jaxq.make("Chain", depth=5, max_depth=5)
-    return make_learner("q", env, params, steps=600, log_every=100, step_size="constant")
+    return sweep_worker.learner(sweep_worker.SPEC)  # Q-learning on Chain(5), 600 steps
 
 
 @pytest.fixture(scope="module")

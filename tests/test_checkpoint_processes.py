@@ -20,8 +20,8 @@ import sweep_worker
 WORKER = Path(__file__).with_name("sweep_worker.py")
 ROOT = Path(__file__).parent.parent
 SPEC = {**sweep_worker.SPEC, "steps": 1200, "log_every": 50}  # 24 log points; 16 lanes, chunks of 8
-# DQN and Double DQN x 2 seeds on CartPole, 8 log points, in chunks of 2 lanes
-DQN_SPEC = {**sweep_worker.SPEC, "learner": "dqn", "steps": 800, "log_every": 100, "axes": {"double": [0.0, 1.0]},
+# DQN and Double DQN x 2 seeds on CartPole, 20 log points, in chunks of 2 lanes
+DQN_SPEC = {**sweep_worker.SPEC, "learner": "dqn", "steps": 800, "log_every": 40, "axes": {"double": [0.0, 1.0]},
             "seeds": 2}
 
 
@@ -74,27 +74,30 @@ def kill(process):
     assert process.returncode == -signal.SIGKILL, output
 
 
-def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, reference, compile_cache):
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
-    folder = tmp_path / "checkpoint"
-    spec = {**SPEC, "out": str(tmp_path / "never.npz"),
-            "options": {"checkpoint_dir": str(folder), "checkpoint_every": 50, "max_lanes": 8}}
-    # 1. killed during a save, once an older step exists
-    first = start(spec, compile_cache)
+def kill_during_a_save_then_at_random(spec, folder, cache, rng, note):
+    """Run ``spec`` (checkpointing to ``folder``) in a process, kill it during a save once an older
+    step exists (after letting 0 to 5 saves through), resume it in another process and kill that one
+    at a random moment (after 1 to 8 more saves)."""
+    first = start(spec, cache)
     assert wait_for(lambda: steps_in(folder), first), first.communicate()[0]
-    for _ in range(rng.randrange(0, 6)):  # let a few saves through
+    for _ in range(rng.randrange(0, 6)):
         wait_for(lambda: not saving(folder), first)
         wait_for(lambda: saving(folder), first)
-    assert wait_for(lambda: saving(folder), first), f"random seed {seed}: the run ended before a save was cut"
+    assert wait_for(lambda: saving(folder), first), f"{note}: the run ended before a save was cut"
     kill(first)
-    # 2. resumed, then killed at a random moment while it runs (after 1 to 8 of its ~40 saves)
     later = max(steps_in(folder)) + rng.randrange(1, 9)
-    second = start({**spec, "options": {**spec["options"], "resume": True}}, compile_cache)
+    second = start({**spec, "options": {**spec["options"], "resume": True}}, cache)
     assert wait_for(lambda: max(steps_in(folder)) >= later, second), second.communicate()[0]
     time.sleep(rng.uniform(0.0, 0.03))
     kill(second)
-    # 3. resumed to the end in this process
+
+
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path, reference, compile_cache):
+    seed = random.randrange(2**32)
+    folder = tmp_path / "checkpoint"
+    spec = {**SPEC, "out": str(tmp_path / "never.npz"),
+            "options": {"checkpoint_dir": str(folder), "checkpoint_every": 50, "max_lanes": 8}}
+    kill_during_a_save_then_at_random(spec, folder, compile_cache, random.Random(seed), f"random seed {seed}")
     resumed = sweep_worker.run(spec, resume=True)
     assert identical(resumed.logs, reference), f"random seed {seed}"
 
@@ -105,19 +108,10 @@ def test_dqn_killed_during_a_save_and_at_random_then_resumed_is_bit_identical(tm
     # chunk sizes differs in the last bits (tabular lanes do not)
     reference = sweep_worker.run({**DQN_SPEC, "options": {"max_lanes": 2}})
     seed = random.randrange(2**32)
-    rng = random.Random(seed)
     folder = tmp_path / "checkpoint"
     spec = {**DQN_SPEC, "out": str(tmp_path / "never.npz"),
-            "options": {"checkpoint_dir": str(folder), "checkpoint_every": 100, "max_lanes": 2}}
-    first = start(spec, compile_cache)
-    assert wait_for(lambda: steps_in(folder), first), first.communicate()[0]
-    assert wait_for(lambda: saving(folder), first), f"random seed {seed}: the run ended before a save was cut"
-    kill(first)
-    later = max(steps_in(folder)) + 1
-    second = start({**spec, "options": {**spec["options"], "resume": True}}, compile_cache)
-    assert wait_for(lambda: max(steps_in(folder)) >= later, second), second.communicate()[0]
-    time.sleep(rng.uniform(0.0, 0.05))
-    kill(second)
+            "options": {"checkpoint_dir": str(folder), "checkpoint_every": 40, "max_lanes": 2}}
+    kill_during_a_save_then_at_random(spec, folder, compile_cache, random.Random(seed), f"random seed {seed}")
     resumed = sweep_worker.run(spec, resume=True)
     assert identical(resumed.logs, reference), f"random seed {seed}"
     finals, expected = sweep_worker.finals(resumed), sweep_worker.finals(reference)

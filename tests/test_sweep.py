@@ -6,18 +6,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-import jaxq
-from jaxq.learners import make_learner
+import sweep_worker
 from jaxq.sweep import (LaneShapes, Outputs, Piece, Start, chunk_rows, compile_program, plan_grid, plan_layout,
                         plan_pieces, plan_segment, run_pieces, segment_ends, sweep)
 
-AXES = {"depth": [2, 5], "gamma": [0.9, 0.99]}
+AXES = sweep_worker.SPEC["axes"]
 
 
 @pytest.fixture(scope="module")
 def learner():
-    env, params = jaxq.make("Chain", depth=5, max_depth=5)
-    return make_learner("q", env, params, steps=600, log_every=100, step_size="constant")
+    return sweep_worker.learner(sweep_worker.SPEC)  # Q-learning on Chain(5), 600 steps
 
 
 @pytest.fixture(scope="module")
