@@ -48,11 +48,13 @@ presets' steps on both environments. CartPole: the preset (zoo hyper-parameters,
 5 x 10^4 steps) on a 2^15-slot buffer (a power of the sum tree's arity 8; the ring wraps once).
 LunarLander: the preset's Double DQN with 3-step returns, but a 64x64 network, batches of 64 and
 one update every 4 steps (a quarter of the preset's compute per step), 3 x 10^5 steps, the same
-buffer. On a shared 2-core CPU, CartPole's full size took 265-380 s per method but 1319 s for
-ReaPER, which recomputes every slot's reliability and rebuilds the tree at every update (``O(N)``);
-LunarLander's full size is hours per method. ``--env``, ``--method``, ``--seeds``, ``--steps``,
-``--eval-every`` and ``--final-episodes`` run a part or a smaller size (the summary's setup then says
-``below_issue_budget``); ``--reuse`` reads back methods a stopped run finished.
+buffer. On a shared 2-core CPU, CartPole's full size took 250-380 s per method for uniform and both
+PERs, but 677 s for the annealed rule and 1319 s for ReaPER, which recompute every slot's leaf and
+rebuild the tree at every update (``O(N)``); LunarLander at 8 seeds x 5 x 10^4 steps took 240-610 s
+per method (about 2-3 minutes of it compiling), so its full size is hours per method. ``--env``,
+``--method``, ``--seeds``, ``--steps``, ``--eval-every`` and ``--final-episodes`` run a part or a
+smaller size (the summary's setup then says ``below_issue_budget``); ``--reuse`` reads back methods
+a stopped run finished.
 """
 
 from __future__ import annotations
