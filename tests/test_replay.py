@@ -181,9 +181,12 @@ def test_duplicate_indices_give_one_result_whatever_their_order(name):
 
 
 # -- lanes ----------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", list(replay.BUFFERS))
+LANE_OPTIONS = {"reaper": {"streams": 2}, "per-rank sorting every 5th update": {"rerank_every": 5}}
+
+
+@pytest.mark.parametrize("name", [*replay.BUFFERS, "per-rank sorting every 5th update"])
 def test_vmapped_over_512_lanes_each_lane_equals_its_own_run(name):
-    buffer = replay.make(name, capacity=32, **({"streams": 2} if name == "reaper" else {}))
+    buffer = replay.make(name.split()[0], capacity=32, **LANE_OPTIONS.get(name, {}))
     names = list(buffer.hyperparameters)
 
     def run(key, alpha):
@@ -209,6 +212,24 @@ def test_vmapped_over_512_lanes_each_lane_equals_its_own_run(name):
         np.testing.assert_allclose(state.tree[lane], s1.tree, rtol=1e-6)
     if name != "uniform":
         assert len({tuple(np.asarray(idx[lane, -1])) for lane in range(512)}) > 100  # lanes differ
+
+
+def test_under_vmap_the_full_sort_of_rank_per_runs_only_when_due():
+    buffer = replay.make("per-rank", capacity=64, rerank_every=10)
+    hp = buffer.hparams()
+    state = jax.vmap(lambda _: buffer.add(buffer.init(ITEM), items(0, 40), None, None, hp))(jnp.arange(4))
+    update = jax.vmap(lambda s: buffer.set_priorities(s, jnp.arange(8), jnp.linspace(-1, 1, 8), hp, 0.0))
+    hlo = jax.jit(update).lower(state).compile().as_text()
+    entry = hlo[hlo.index("ENTRY"):]
+    entry = entry[:entry.index("\n}")]
+    assert " sort(" in hlo and " while(" in entry
+    assert " sort(" not in entry  # inside the loop that runs only when due, not hoisted out of it
+    # the first update and every 10th after it sort: then leaves are the exact ranks' again
+    for call in range(12):
+        state = jax.jit(update)(state)
+        exact = (np.asarray(buffer.ranks(jax.tree.map(lambda x: x[0], state)))[:40] ** -0.7)
+        leaves = np.asarray(sumtree.leaves(state.tree[0], 64))[:40]
+        assert np.allclose(leaves, exact, rtol=1e-5) == (call in (0, 10)), call
 
 
 # -- the compiled loop updates in place -------------------------------------------------------------
@@ -262,6 +283,8 @@ def test_bad_input_is_a_value_error_naming_it_before_anything_compiles():
         replay.make("per", streams=2)
     with pytest.raises(ValueError, match="weights='max'"):
         replay.make("per", weights="max")
+    with pytest.raises(ValueError, match="rerank_every=0"):
+        replay.make("per-rank", rerank_every=0)
     with pytest.raises(ValueError, match="capacity=10 is not a multiple of streams=4"):
         replay.make("reaper", capacity=10, streams=4)
     buffer = replay.make("reaper", capacity=16, streams=2)

@@ -136,3 +136,46 @@ def test_annealed_rule_follows_the_article_with_rho_from_moving_moments():
     state = buffer.add(state, {"x": jnp.zeros(1)}, None, None, hp)
     leaves = np.asarray(buffer.probabilities(state)) * float(state.tree[0])
     np.testing.assert_allclose(leaves[12], max_p**0.1, rtol=1e-5)
+
+
+def exact_ranks(td):
+    """Rank of every entry of ``td`` (1 = largest), ties by index."""
+    order = np.lexsort((np.arange(td.size), -td))
+    ranks = np.empty(td.size, int)
+    ranks[order] = np.arange(1, td.size + 1)
+    return ranks
+
+
+def test_rank_per_with_rerank_every_sorts_every_rth_update_and_looks_ranks_up_in_between():
+    capacity, every, alpha = 24, 3, 0.7
+    buffer = replay.make("per-rank", capacity=capacity, rerank_every=every)
+    hp = buffer.hparams(alpha=alpha)
+    state = buffer.init(ITEM)
+    add, update = jax.jit(buffer.add), jax.jit(buffer.set_priorities)
+    rng = np.random.default_rng(2)
+    td, leaf = np.zeros(capacity, np.float32), np.zeros(capacity)
+    size, ptr, max_p, snapshot, stale = 0, 0, np.float32(1.0), None, 0
+    for call in range(14):  # 56 items through 24 slots: the ring wraps
+        slots = (ptr + np.arange(4)) % capacity
+        state = add(state, {"x": jnp.zeros(4)}, None, None, hp)
+        td[slots], leaf[slots] = max_p, 1.0  # new items: the largest |delta| so far, rank 1
+        ptr, size = (ptr + 4) % capacity, min(size + 4, capacity)
+        chosen = rng.choice(size, 6)  # repeats allowed: a slot keeps its largest |delta|
+        errors = rng.normal(0, 2.0, 6).astype(np.float32)
+        state = update(state, jnp.asarray(chosen), jnp.asarray(errors), hp, 0.0)
+        magnitude = {s: np.abs(errors)[chosen == s].max() for s in set(chosen.tolist())}
+        for s, m in magnitude.items():
+            td[s] = m
+        max_p = max(max_p, np.abs(errors).max())
+        exact = exact_ranks(td[:size])
+        np.testing.assert_array_equal(buffer.ranks(state)[:size], exact)  # ranks() is always exact
+        if call % every == 0:  # a full sort: every leaf from the exact ranks
+            leaf[:size] = exact.astype(float) ** -alpha
+            snapshot = td[:size].copy()
+        else:  # only the updated leaves change: ranks looked up in the last sort's |delta| values
+            for s, m in magnitude.items():
+                rank = 1 + np.sum(snapshot > m)
+                leaf[s] = float(rank) ** -alpha
+                stale += rank != exact[s]
+        np.testing.assert_allclose(buffer.probabilities(state)[:size], leaf[:size] / leaf[:size].sum(), rtol=2e-5)
+    assert stale > 5  # between sorts the looked-up ranks do differ from the exact ones

@@ -52,7 +52,8 @@ def make(name: str, capacity: int = 2**17, **static: Any) -> ReplayBuffer:
     """The replay buffer ``name`` (one of :data:`BUFFERS`) with ``capacity`` slots.
 
     ``static`` options: ``weights="batch"|"memory"`` (importance-weight normalisation) for every
-    prioritised buffer; ``streams`` (parallel environments interleaved by ``add``) for ``reaper``.
+    prioritised buffer; ``streams`` (parallel environments interleaved by ``add``) for ``reaper``;
+    ``rerank_every`` (a full sort every that many updates, look-ups in between) for ``per-rank``.
 
     Raises:
         ValueError: an unknown name, ``capacity < 1``, or an unknown or bad static option.

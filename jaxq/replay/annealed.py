@@ -99,5 +99,6 @@ class AnnealedBuffer(PrioritisedBuffer):
         alpha = anneal(hp["alpha"], hp["alpha_final"], progress)
         omega = anneal(hp["omega"], hp["omega_final"], progress)
         trust = jnp.maximum(1.0 - self.rho(state), hp["priority_eps"])
-        leaves = jnp.where(written(state, self.capacity), td ** alpha * trust ** omega, 0.0)
+        log_leaf = alpha * jnp.log(jnp.where(td > 0, td, 1.0)) + omega * jnp.log(trust)
+        leaves = jnp.where(written(state, self.capacity), jnp.exp(log_leaf), 0.0)  # XLA:CPU's pow: ~20x slower
         return state.replace(tree=self._rebuild(leaves))

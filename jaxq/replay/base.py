@@ -9,7 +9,7 @@ concrete values are validated before anything is compiled.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -66,6 +66,24 @@ def is_concrete(x: Any) -> bool:
 def anneal(start: jax.Array, final: jax.Array, progress: jax.Array) -> jax.Array:
     """Linear schedule ``start + (final - start) * clip(progress, 0, 1)``."""
     return start + (final - start) * jnp.clip(progress, 0.0, 1.0)
+
+
+def when(due: jax.Array, work: Callable[[Any], Any], operand: Any) -> Any:
+    """``work(operand)`` if ``due``, else ``operand``, paying for ``work`` only when it is due.
+
+    Written as a while loop of at most one trip rather than ``lax.cond``: under ``vmap`` a ``cond``
+    with a per-lane ``due`` becomes a select that runs ``work`` in every lane on every call, while a
+    batched while loop runs its body only while some lane is due (and keeps the other lanes as they
+    were). Lanes that share a schedule (every lane of a sweep) thus do the work only when it is due.
+    The body reads ``operand`` through an optimisation barrier tied to ``due``: parts of it that
+    the work leaves unchanged are loop-invariant, and XLA would otherwise hoist the work done on
+    them (a sort, say) out of the loop, running it on every call.
+    """
+    def body(carry):
+        operand, _ = jax.lax.optimization_barrier((carry[1], carry[0]))
+        return jnp.bool_(False), work(operand)
+
+    return jax.lax.while_loop(lambda carry: carry[0], body, (jnp.asarray(due, bool), operand))[1]
 
 
 def written(state: ReplayState, capacity: int) -> jax.Array:

@@ -34,6 +34,20 @@ def _segment_cumsum(starts: jax.Array, values: jax.Array) -> jax.Array:
     return jax.lax.associative_scan(combine, (starts, values), axis=0)[1]
 
 
+def _at_segment_end(starts: jax.Array, *values: jax.Array) -> tuple[jax.Array, ...]:
+    """Each of ``values`` (``[rows, columns]``) taken at the last row of its segment (a run of one
+    column that ``starts`` opens): segment ids, the last row of each by a scatter-max, a gather.
+
+    On XLA:CPU this is cheaper than a reverse ``cummin`` of the end row or a reverse parallel scan.
+    """
+    rows, columns = starts.shape
+    flat = lambda x: x.T.reshape(-1)  # noqa: E731  (column-major: each column's segments contiguous)
+    segment = jax.lax.associative_scan(jnp.add, flat(starts).astype(jnp.int32)) - 1
+    position = jnp.arange(rows * columns, dtype=jnp.int32)
+    end = jnp.zeros(rows * columns, jnp.int32).at[segment].max(position)[segment]
+    return tuple(flat(v)[end].reshape(columns, rows).T for v in values)
+
+
 def reliability(td: jax.Array, episode: jax.Array, last: jax.Array, filled: jax.Array,
                 oldest: jax.Array, streams: int) -> jax.Array:
     """``R`` of every slot (0 for unwritten ones).
@@ -50,7 +64,8 @@ def reliability(td: jax.Array, episode: jax.Array, last: jax.Array, filled: jax.
     over the items still in the buffer. A finished episode (its newest item has ``last``) uses
     ``S_ep``; an unfinished one uses ``max(F, S_ep)`` with ``F`` the largest ``S_ep`` of the finished
     episodes in the buffer (0 if none), so ``R <= 1`` and a running episode counts as at least as
-    long, in TD error, as the longest finished one.
+    long, in TD error, as the longest finished one. ``S_ep`` is the running sum at the episode's
+    newest item, so that item's ``R`` is exactly 1 when its episode is finished.
     """
     rows = td.shape[0] // streams
 
@@ -61,11 +76,7 @@ def reliability(td: jax.Array, episode: jax.Array, last: jax.Array, filled: jax.
     same = (episode[1:] == episode[:-1]) & filled[1:] & filled[:-1]
     starts = jnp.concatenate([jnp.ones((1, streams), bool), ~same])
     cum = _segment_cumsum(starts, jnp.where(filled, td, 0.0))
-    row = jnp.arange(rows)[:, None]
-    ends = jnp.concatenate([starts[1:], jnp.ones((1, streams), bool)])
-    end_row = jax.lax.cummin(jnp.where(ends, row, rows), axis=0, reverse=True)
-    episode_sum = jnp.take_along_axis(cum, end_row, axis=0)
-    finished = jnp.take_along_axis(last, end_row, axis=0)
+    episode_sum, finished = _at_segment_end(starts, cum, last)
     longest = jnp.max(jnp.where(finished & filled, episode_sum, 0.0))
     denominator = jnp.where(finished, episode_sum, jnp.maximum(longest, episode_sum))
     r = jnp.where(filled, jnp.minimum(cum / jnp.where(filled, denominator, 1.0), 1.0), 0.0)
@@ -145,5 +156,7 @@ class ReaperBuffer(PrioritisedBuffer):
                     "max_priority": jnp.maximum(state.priority["max_priority"], jnp.max(p))}
         state = state.replace(priority=priority)
         r = self.reliabilities(state)
-        leaves = jnp.where(r > 0, r ** hp["omega"] * priority["td"] ** hp["alpha"], 0.0)
+        held = r > 0
+        log_r, log_p = jnp.log(jnp.where(held, r, 1.0)), jnp.log(jnp.where(held, priority["td"], 1.0))
+        leaves = jnp.where(held, jnp.exp(hp["omega"] * log_r + hp["alpha"] * log_p), 0.0)  # XLA:CPU's pow: ~20x slower
         return state.replace(tree=self._rebuild(leaves))

@@ -24,11 +24,12 @@ STUDIES: dict[str, str] = {
     "per_state_bias": "7. Per-state bias grows with the distance from the terminal",
     "td_gallery": "8. TD-variant gallery: a new variant is one small function",
     "dqn_lunar": "9. DQN vs Double DQN on the LunarLander port, and their policies in Box2D",
+    "replay": "10. Replay schemes for DQN: uniform, PER, rank-PER, ReaPER and the article's annealed rule",
 }
 SIZES = ("tiny", "quick", "full")
 # Studies whose full size is hours of training: `jaxq reproduce` runs them at most at this size; the
 # full size is their own script (experiments/<name>.py).
-REPRODUCE_AT_MOST = {"dqn_lunar": "quick"}
+REPRODUCE_AT_MOST = {"dqn_lunar": "quick", "replay": "quick"}
 
 
 def reproduce_size(name: str, size: str) -> str:
