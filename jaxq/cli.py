@@ -30,28 +30,6 @@ def _use_all_cpu_cores() -> None:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count}".strip()
 
 
-def _value(text: str) -> Any:
-    """A command-line value as bool (true/false), int, float or (failing all) string."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def _env_options(pairs: Sequence[str]) -> dict[str, Any]:
-    options = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ValueError(f"--env-option {pair!r} is not KEY=VALUE")
-        key, text = pair.split("=", 1)
-        options[key.replace("-", "_")] = _value(text)
-    return options
-
-
 def default_log_every(steps: int, points: int = 100, unit: int = 1, within: int | None = None) -> int:
     """The log interval giving closest to ``points`` log points: a multiple of ``unit`` that divides
     ``steps`` (and ``within``, e.g. the evaluation interval, when given)."""
@@ -178,13 +156,15 @@ def _argument_type(kind: Callable[[str], Any]) -> Callable[[str], Any]:
 
 
 def _add_sweepables(parser: argparse.ArgumentParser, learner: Any) -> None:
+    from jaxq.validation import command_line_value
+
     group = parser.add_argument_group("sweepable hyper-parameters (one or more values each)")
     for name, default in learner.defaults().items():
         spec = learner.hyperparameters.get(name)
         doc = getattr(spec, "doc", "environment parameter")
         flag = getattr(spec, "flag", None)
-        group.add_argument(_flag(name), dest=f"axis_{name}", nargs="+" if flag is None else "*", type=_value,
-                           metavar="V", help=f"{doc} (default: {default}"
+        group.add_argument(_flag(name), dest=f"axis_{name}", nargs="+" if flag is None else "*",
+                           type=command_line_value, metavar="V", help=f"{doc} (default: {default}"
                            + (f"; the bare flag means {flag:g})" if flag is not None else ")"))
 
 
@@ -212,9 +192,9 @@ def _make_env(args: argparse.Namespace, axis_values: dict[str, list]) -> tuple[A
     """The environment with its ``--env-option`` settings; a Chain swept over depth is made deep enough
     for the largest depth (``max_depth``)."""
     import jaxq
-    from jaxq.validation import check_range
+    from jaxq.validation import check_range, key_values
 
-    options = _env_options(args.env_option)
+    options = key_values(args.env_option, "--env-option")
     if args.env.lower() == "chain" and "depth" in axis_values:
         check_range("depth", axis_values["depth"], 1, None, integer=True)
         options.setdefault("max_depth", max(axis_values["depth"]))

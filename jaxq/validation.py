@@ -108,3 +108,27 @@ def check_axis(name: str, values: Any) -> list:
     if len(set(map(repr, values))) != len(values):
         raise ValueError(f"axis {name!r} has repeated values {values!r}; give each value once")
     return values
+
+
+def command_line_value(text: str) -> Any:
+    """A command-line value as bool (true/false), int, float or (failing all) string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def key_values(pairs: Iterable[str], flag: str) -> dict[str, Any]:
+    """``{"key": value}`` from ``KEY=VALUE`` words (values by :func:`command_line_value`, dashes in keys
+    as underscores); a word without ``=`` is a ValueError naming ``flag``."""
+    options = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"{flag} {pair!r} is not KEY=VALUE")
+        key, text = pair.split("=", 1)
+        options[key.replace("-", "_")] = command_line_value(text)
+    return options

@@ -343,6 +343,11 @@ def test_bad_hyperparameters_are_refused_before_compiling(axes, message, monkeyp
     (["train", "dqn", "LunarLanderContinuous-v3"], "has a Box action space"),
     (["train", "dqm", "CartPole-v1"], "algorithm='dqm' is not allowed (did you mean 'dqn'?)"),
     (["train", "dqn", "CartPole-v1", "--widths", "64,x"], "widths='64,x' is not allowed"),
+    (["train", "dqn", "CartPole-v1", "--replay", "per-rank", "--replay-options", "rerank_every=0"],
+     "rerank_every=0 is not allowed"),
+    (["train", "dqn", "CartPole-v1", "--replay", "per-rank", "--replay-options", "rerank=5"],
+     "'rerank' is not an option of replay 'per-rank'; allowed: weights, rerank_every"),
+    (["train", "dqn", "CartPole-v1", "--replay-options", "5"], "--replay-options '5' is not KEY=VALUE"),
 ])
 def test_train_command_errors_name_what_was_typed(argv, message, capsys):
     try:

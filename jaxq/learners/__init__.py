@@ -33,7 +33,7 @@ from jaxq.learners.dqn import LOSSES, DQNLearner
 from jaxq.learners.exploration import SCHEDULES
 from jaxq.learners.tabular import STEP_SIZES, TabularLearner
 from jaxq.replay import BUFFERS
-from jaxq.validation import check_choice
+from jaxq.validation import check_choice, key_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +49,11 @@ class Option:
     kind: Callable[[str], Any] = str
     choices: tuple[Any, ...] | None = None
     cli: bool = True
+
+
+def _replay_options(text: str) -> dict[str, Any]:
+    """``--replay-options rerank_every=500,weights=memory`` as a dict."""
+    return key_values(text.split(","), "--replay-options")
 
 
 CONTRACT_OPTIONS = {
@@ -158,7 +163,8 @@ DQN_OPTIONS = {
     "target": dataclasses.replace(TARGET["target"], default=_DQN["target"]),
     **CONTRACT_OPTIONS,
     "hparam_defaults": Option(None, "other defaults of the hyper-parameters, e.g. a preset's", dict, cli=False),
-    "replay_options": Option(None, "static options of the replay buffer, e.g. weights='memory'", dict, cli=False),
+    "replay_options": Option(None, "static options of the replay buffer as KEY=VALUE[,KEY=VALUE], e.g. "
+                             "rerank_every=500 (per-rank), weights=memory", _replay_options),
     "network": Option(None, "a flax module obs -> [A] instead of the MLP of `widths`", object, cli=False),
 }
 
