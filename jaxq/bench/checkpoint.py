@@ -37,10 +37,11 @@ def _dqn(steps: int, buffer_size: int) -> Any:
     from jaxq.learners.dqn import PRESETS
 
     env, params = jaxq.make("CartPole-v1")
-    options = {**PRESETS["CartPole-v1"]["options"], "buffer_size": buffer_size, "widths": (64, 64)}
+    options = {**PRESETS["CartPole-v1"]["options"], "buffer_size": buffer_size, "widths": (64, 64),
+               "eval_every": steps // 2}
     if steps < options["learning_starts"] * 2:
-        options.update(learning_starts=steps // 4, batch_size=min(options["batch_size"], steps // 4), train_freq=steps // 10,
-                       gradient_steps=steps // 20, eval_every=steps // 2)
+        options.update(learning_starts=steps // 4, batch_size=min(options["batch_size"], steps // 4),
+                       train_freq=steps // 10, gradient_steps=steps // 20)
     return make_learner("dqn", env, params, steps=steps, log_every=steps // 10, **options)
 
 
