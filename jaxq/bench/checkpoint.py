@@ -105,7 +105,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                    lambda: _dqn(dqn_steps, dqn_buffer), {}, dqn_seeds))
     rows: list[dict[str, Any]] = []
     for label, make, axes, n in cases:
-        rows.extend(overhead_rows(label, make, axes, n, repeats=1 if quick else 2))
+        rows.extend(overhead_rows(label, make, axes, n, repeats=1 if quick else 3))
     learner = _tabular(200 if quick else SCALING_STEPS)
     for lanes in ([1, 256] if quick else [1, 16, 256, 4096, 65_536, 1_000_000]):
         rows.append(scaling_row(learner, lanes))
@@ -113,7 +113,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         "checkpoint", rows, quick=quick, peers={},
         notes=("blocking = seconds the saves block / run seconds without checkpoints; overhead = (run + "
                "checkpoint seconds) / run seconds without checkpoints - 1 (it includes what the background writes "
-               "take from the run, and the noise of a shared machine), best of 2 each, measured alternately in one "
+               "take from the run, and the noise of a shared machine), best of 3 each, measured alternately in one "
                "process; checkpoints at the default interval (about 10 saves per chunk); lanes_per_s = lanes / "
                "run seconds (per lane: the exact Q* at init, 1000 steps, 11 log points of ||Q - Q*||)."),
         headline_overhead=rows[1]["overhead"],
