@@ -38,9 +38,8 @@ def grid_label(point: dict[str, Any]) -> str:
 
 
 # NaN where no training episode ended in a log interval: summarised per lane over the last tenth of
-# the run. NaN between evaluations: summarised at the last log point, which is always evaluated.
+# the run. (Evaluations, NaN between them, are summarised at the last log point, always evaluated.)
 TRAINING_EPISODES = ("train_return", "train_length")
-EVALUATION = ("eval_return", "eval_length")
 
 
 def final_training(values: np.ndarray) -> np.ndarray:

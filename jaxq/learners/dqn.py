@@ -40,7 +40,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import struct
 
@@ -52,8 +51,9 @@ from jaxq.hparams import (
 from jaxq.learners.base import OnlineLearner
 from jaxq.learners.episodes import EpisodeStats
 from jaxq.learners.exact_metrics import value_metrics
-from jaxq.learners.exploration import epsilon_greedy_action, successor
+from jaxq.learners.exploration import epsilon_at, epsilon_greedy_action, successor
 from jaxq.learners.networks import ACTIVATIONS, QNetwork, check_network
+from jaxq.learners.target_network import periods_crossed, polyak
 from jaxq.replay import make as make_buffer
 from jaxq.rng import counter_bits
 from jaxq.validation import check_choice, check_count, check_positive
@@ -231,8 +231,7 @@ class DQNLearner(OnlineLearner):
     # -- the loop -----------------------------------------------------------------------------------
     def epsilon(self, t: jax.Array, hp: HParams) -> jax.Array:
         """``epsilon + (epsilon_final - epsilon) min(1, t / (epsilon_fraction * steps))``."""
-        fraction = jnp.minimum(1.0, t / (hp["epsilon_fraction"] * self.steps))
-        return hp["epsilon"] + (hp["epsilon_final"] - hp["epsilon"]) * fraction
+        return epsilon_at(t, {**hp, "epsilon_decay_steps": hp["epsilon_fraction"] * self.steps}, "linear")
 
     def collect(self, carry: DQNCarry, hp: HParams) -> tuple[DQNCarry, tuple[Transition, jax.Array, jax.Array]]:
         """One vector step: every environment acts and steps; returns the transitions, their episode
@@ -273,11 +272,8 @@ class DQNLearner(OnlineLearner):
 
     def follow(self, carry: DQNCarry, hp: HParams, t_start: jax.Array, t_end: jax.Array) -> Any:
         """The target parameters after the target updates due in ``(t_start, t_end]``."""
-        period = jnp.maximum(jnp.floor(hp["target_period"]), 1.0)
-        k = jnp.floor(t_end / period) - jnp.floor(t_start / period)
-        keep = (1.0 - hp["tau"]) ** k
-        return jax.tree.map(lambda online, old: jnp.where(k > 0, online + keep * (old - online), old),
-                            carry.params, carry.target_params)
+        times = periods_crossed(t_start, t_end, hp["target_period"])
+        return polyak(carry.params, carry.target_params, hp["tau"], times)
 
     def train(self, carry: DQNCarry, hp: HParams, t_end: jax.Array) -> DQNCarry:
         """``gradient_steps`` updates on sampled batches."""
@@ -333,8 +329,8 @@ class DQNLearner(OnlineLearner):
         q_next_target = q_all(target_params, bootstrap)
         q_next_online = jax.lax.stop_gradient(q_all(params, bootstrap))
         select = jnp.where(hp["double"] > 0.5, q_next_online, q_next_target)
-        word = jnp.broadcast_to(bits, (action.shape[0], 2))
-        after = jax.vmap(successor, in_axes=(0, 0, None, 0))(select, q_next_target, epsilon, word)
+        words = jax.vmap(lambda i: counter_bits(bits, i, 0))(jnp.arange(action.shape[0], dtype=jnp.int32))
+        after = jax.vmap(successor, in_axes=(0, 0, None, 0))(select, q_next_target, epsilon, words)
         y = jax.lax.stop_gradient(jax.vmap(self.target)(reward, discount, after))
         error = y - q
         per_item = optax.huber_loss(error, delta=1.0) if self.loss == "huber" else 0.5 * error**2

@@ -205,12 +205,3 @@ class TabularLearner(OnlineLearner):
     def policy_values(self, carry: TabularCarry, hp: HParams, obs: Any, env_state: Any) -> jax.Array:
         """The row of the summed tables at the state's index."""
         return carry.q.sum(0)[self.env.state_index(env_state)]
-
-
-VARIANTS: dict[str, dict[str, Any]] = {
-    "q": {"target": td.q_learning},
-    "double_q": {"target": td.double_q_learning, "estimators": 2},
-    "sarsa": {"target": td.sarsa},
-    "expected_sarsa": {"target": td.expected_sarsa},
-    "n_step_q": {"target": td.q_learning, "n_steps": 3},
-}

@@ -16,10 +16,16 @@ import jax
 import jax.numpy as jnp
 
 
-def period_crossed(t_before: jax.Array, t_after: jax.Array, period: jax.Array) -> jax.Array:
-    """True when a multiple of ``period`` (>= 1, rounded down to an integer) lies in ``(t_before, t_after]``."""
+def periods_crossed(t_before: jax.Array, t_after: jax.Array, period: jax.Array) -> jax.Array:
+    """How many multiples of ``period`` (>= 1, rounded down to an integer) lie in ``(t_before, t_after]``,
+    ``t_after // period - t_before // period``, in integers (exact at any step count)."""
     period = jnp.maximum(jnp.asarray(period).astype(jnp.int32), 1)
-    return (t_after // period) > (t_before // period)
+    return t_after // period - t_before // period
+
+
+def period_crossed(t_before: jax.Array, t_after: jax.Array, period: jax.Array) -> jax.Array:
+    """True when a multiple of ``period`` lies in ``(t_before, t_after]`` (see :func:`periods_crossed`)."""
+    return periods_crossed(t_before, t_after, period) > 0
 
 
 def hard_refresh(online: Any, target: Any, refresh: jax.Array) -> Any:
@@ -27,7 +33,10 @@ def hard_refresh(online: Any, target: Any, refresh: jax.Array) -> Any:
     return jax.tree.map(lambda new, old: jnp.where(refresh, new, old), online, target)
 
 
-def polyak(online: Any, target: Any, tau: jax.Array) -> Any:
-    """``tau * online + (1 - tau) * target`` (``optax.incremental_update`` weights the online
-    parameters by ``tau`` in the same way)."""
-    return jax.tree.map(lambda new, old: tau * new + (1.0 - tau) * old, online, target)
+def polyak(online: Any, target: Any, tau: jax.Array, times: jax.Array) -> Any:
+    """``times`` Polyak updates towards fixed ``online`` parameters, each
+    ``target <- tau * online + (1 - tau) * target`` (``optax.incremental_update``'s weighting), in one:
+    ``online + (1 - tau)^times (target - online)``; ``target`` itself, bit for bit, when ``times`` is 0
+    (with ``tau = 1`` and ``times > 0``: an exact copy)."""
+    keep = (1.0 - tau) ** times
+    return jax.tree.map(lambda new, old: jnp.where(times > 0, new + keep * (old - new), old), online, target)
