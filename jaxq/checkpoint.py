@@ -119,11 +119,15 @@ def _array_sum(x: jax.Array) -> np.uint32:
 
 def check_saveable(tree: Any) -> None:
     """Raise a ValueError naming the first leaf of ``tree`` (arrays or ``jax.ShapeDtypeStruct`` s) that a
-    checkpoint cannot hold: typed PRNG keys (keep raw uint32 keys instead)."""
+    checkpoint cannot hold: typed PRNG keys (keep raw uint32 keys instead), and elements wider than 4
+    bytes (64-bit or complex numbers), which the checksums do not cover."""
     for path, x in jax.tree_util.tree_leaves_with_path(tree):
         if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
             raise ValueError(f"{jax.tree_util.keystr(path)} holds typed PRNG keys ({x.dtype}); keep keys in a "
                              "carry as raw uint32 words (jax.random.PRNGKey, or jax.random.key_data)")
+        if np.dtype(x.dtype).itemsize > 4:
+            raise ValueError(f"{jax.tree_util.keystr(path)} holds {x.dtype} values; a checkpointed carry holds "
+                             "elements of at most 4 bytes (e.g. float32, int32; keep jax_enable_x64 off)")
 
 
 def _without_empty(tree: Any) -> Any:
@@ -376,8 +380,9 @@ class Folder:
                 if tuple(got.shape) != tuple(want.shape):
                     raise ValueError(f"array {jax.tree_util.keystr(path)} has shape {tuple(got.shape)}, "
                                      f"expected {tuple(want.shape)}")
-            if checksum(state) != meta["checksums"]:
-                bad = [k for k, v in checksum(state).items() if meta["checksums"].get(k) != v]
+            sums = checksum(state)
+            if sums != meta["checksums"]:
+                bad = [k for k, v in sums.items() if meta["checksums"].get(k) != v]
                 raise ValueError(f"its arrays do not match their checksums ({', '.join(bad)})")
         finished = [self._read_finished(entry) for entry in meta.get("finished", [])]
         return Restored(step=step, meta=meta, state=state, finished=finished)

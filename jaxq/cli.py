@@ -110,12 +110,17 @@ def _add_distributed_flags(p: argparse.ArgumentParser) -> None:
                        "(Cloud TPU pod slice, Slurm, Open MPI)")
 
 
+def _asks_for_processes(args: argparse.Namespace) -> bool:
+    """Whether any of the distributed-runtime flags was given."""
+    return args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id))
+
+
 def _join_processes(argv: Sequence[str]) -> None:
     """Start JAX's distributed runtime when the command line asks for it (before JAX does anything)."""
     p = argparse.ArgumentParser(add_help=False)
     _add_distributed_flags(p)
     args, _ = p.parse_known_args(argv)
-    if args.distributed or any(v is not None for v in (args.coordinator, args.num_processes, args.process_id)):
+    if _asks_for_processes(args):
         from jaxq.distributed import initialize
 
         initialize(args.coordinator, args.num_processes, args.process_id)
@@ -359,7 +364,7 @@ def cmd_train(argv: Sequence[str]) -> int:
     args, axes, env, learner = parse_run(f"jaxq train {algorithm}", argv[1:], learner=algorithm,
                                          presets=algorithms[algorithm], more=_train_arguments,
                                          description=TRAIN_DESCRIPTION)
-    if args.distributed or args.coordinator is not None or args.num_processes is not None:
+    if _asks_for_processes(args):
         raise ValueError("jaxq train runs in one process; --coordinator, --num-processes, --process-id and "
                          "--distributed are for jaxq sweep")
     seeds = check_count(args.seeds, "seeds")
@@ -384,7 +389,8 @@ def cmd_train(argv: Sequence[str]) -> int:
             line += f"  solved (>= {threshold:g}): {row['solved_fraction']:.0%}"
             if "steps_to_threshold" in row:
                 s = row["steps_to_threshold"]
-                line += f"  reached {s['reached_fraction']:.0%}, median step {s['median']:.0f}"
+                median = f"{s['median']:.0f}" if math.isfinite(s['median']) else "--"
+                line += f"  reached {s['reached_fraction']:.0%}, median step {median}"
         print(line)
     t = run.sweep.timing
     print(f"{t['env_steps']:,} env steps in {t['run_s']:.1f} s ({t['env_steps_per_s']:,.0f}/s), compile "

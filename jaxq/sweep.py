@@ -49,7 +49,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxq import checkpoint
-from jaxq.validation import check_axis, check_count, check_positive
+from jaxq.validation import check_axis, check_count, check_positive, check_range
 
 DEFAULT_SEGMENTS = 10
 CPU_MEMORY_BUDGET = 2.0 * 2**30
@@ -177,9 +177,10 @@ def plan_grid(learner: Learner, axes: dict[str, Any] | None, seeds: int, seed: i
 
     Raises:
         ValueError: for an empty or repeated axis, an unknown name, a value outside its allowed range
-            or a non-positive seed count.
+            a non-positive seed count, or a root ``seed`` that is not an integer in [0, 2^32).
     """
     seeds = check_count(seeds, "seeds")
+    seed = int(check_range("seed", seed, 0, 2**32 - 1, integer=True))
     given = {name: check_axis(name, values) for name, values in dict(axes or {}).items()}
     encoded = {name: [learner.encode(name, v) for v in values] for name, values in given.items()}
     defaults = learner.defaults()

@@ -19,6 +19,7 @@ import numpy as np
 from jaxq import metrics, outputs, policy
 from jaxq.learners.dqn import greedy_returns
 from jaxq.sweep import SweepResult, sweep
+from jaxq.validation import check_count, check_range
 
 FINAL_STREAM = 0x46494E  # fold-in tag of the final evaluation's randomness
 
@@ -65,18 +66,26 @@ def final_greedy_returns(learner: Any, result: SweepResult, episodes: int, seed:
     n = int(np.prod(shape))
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.PRNGKey(seed), FINAL_STREAM + i))(jnp.arange(n))
     play = jax.jit(jax.vmap(lambda p, h, k: greedy_returns(learner, p, h, k, episodes)))
+    width = min(lanes_per_call, n)  # every call the same width (the last one padded): one compile
     out = []
-    for start in range(0, n, lanes_per_call):
-        part = slice(start, min(start + lanes_per_call, n))
-        take = lambda x: jnp.asarray(x[part])  # noqa: E731
+    for start in range(0, n, width):
+        rows = np.minimum(np.arange(start, start + width), n - 1)
+        take = lambda x: jnp.asarray(x[rows])  # noqa: E731
         out.append(np.asarray(play(jax.tree.map(take, flat_params), {k: take(v) for k, v in flat_hp.items()},
-                                   keys[part])))
+                                   keys[rows]))[:n - start])
     return np.concatenate(out).reshape(shape)
 
 
 def train(learner: Any, axes: dict[str, Any] | None = None, seeds: int = 1, *, final_episodes: int = 100,
           threshold: float | None = None, **sweep_options: Any) -> TrainResult:
-    """Sweep ``learner`` (see :func:`jaxq.sweep.sweep`), then fly every final network greedily."""
+    """Sweep ``learner`` (see :func:`jaxq.sweep.sweep`), then fly every final network greedily.
+
+    Raises:
+        ValueError: before anything runs, for ``final_episodes < 1`` or a non-finite ``threshold``.
+    """
+    check_count(final_episodes, "final_episodes")
+    if threshold is not None:
+        check_range("threshold", threshold)
     result = sweep(learner, axes, seeds, **sweep_options)
     final = final_greedy_returns(learner, result, final_episodes, seed=sweep_options.get("seed", 0))
     return TrainResult(sweep=result, final_return=final, final_episodes=final_episodes, threshold=threshold)

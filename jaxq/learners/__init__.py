@@ -12,6 +12,8 @@ import dataclasses
 import inspect
 from typing import Any, Callable
 
+import jax
+
 from jaxq import td
 from jaxq.envs.core import FiniteEnv
 from jaxq.hparams import HParam
@@ -116,6 +118,10 @@ def _linear(env: Any, params: Any, *, features: str, target: Any, **options: Any
 
 def _mlp(env: Any, params: Any, *, width: int, layers: int, activation: str, target: Any,
          **options: Any) -> ApproxLearner:
+    obs = jax.eval_shape(env.reset_env, jax.random.PRNGKey(0), params)[0]
+    if len(obs.shape) != 1:
+        raise ValueError(f"learner 'mlp' reads a flat observation vector; {env.name}'s observation has shape "
+                         f"{tuple(obs.shape)} (learner 'dqn' takes a network of your own)")
     q_function = MLPQ(discrete_actions(env, params), width, layers, activation)
     return ApproxLearner(env, params, q_function=q_function, target=td.get(target), **options)
 

@@ -125,6 +125,9 @@ class ReplayBuffer:
             raise ValueError(f"hp lacks {', '.join(map(repr, missing))}, needed by replay {self.name!r}; "
                              f"start from buffer.hparams()")
         for name, h in self.hyperparameters.items():
+            if jnp.ndim(hp[name]) != 0:
+                raise ValueError(f"{name} has shape {jnp.shape(hp[name])}; a buffer's hyper-parameters are "
+                                 "scalars (one value per buffer: vmap over buffers to sweep them)")
             if is_concrete(hp[name]):
                 h.check(np.asarray(hp[name]))
 
@@ -154,7 +157,7 @@ class ReplayBuffer:
     def sample(self, state: ReplayState, key: jax.Array, batch_size: int, hp: HParams | None = None,
                progress: Any = 0.0) -> Sample:
         """Draw ``batch_size`` items (with replacement); see the subclass for ``P(i)`` and weights."""
-        self._check_sample(state, batch_size, progress)
+        batch_size = self._check_sample(state, batch_size, progress)
         indices, probabilities, weights = self._draw(state, key, batch_size, hp, jnp.asarray(progress, jnp.float32))
         return Sample(experience=self.read(state, indices), indices=indices, probabilities=probabilities, weights=weights)
 
@@ -165,6 +168,10 @@ class ReplayBuffer:
         if indices.ndim != 1 or td_errors.shape != indices.shape:
             raise ValueError(f"indices {indices.shape} and td_errors {td_errors.shape} must be two vectors of "
                              "the same length (one TD error per sampled slot)")
+        if is_concrete(indices) and np.any((np.asarray(indices) < 0) | (np.asarray(indices) >= self.capacity)):
+            raise ValueError(f"indices must be slots in [0, {self.capacity}); got {np.asarray(indices).tolist()[:8]}")
+        if is_concrete(td_errors) and not np.all(np.isfinite(np.asarray(td_errors))):
+            raise ValueError("td_errors must be finite; a NaN or infinite TD error would poison every priority")
         self._check_progress(progress)
         return self._update(state, indices.astype(jnp.int32), td_errors, hp, jnp.asarray(progress, jnp.float32))
 
@@ -234,11 +241,13 @@ class ReplayBuffer:
         if is_concrete(progress):
             check_range("progress", progress, 0.0, 1.0)
 
-    def _check_sample(self, state: ReplayState, batch_size: Any, progress: Any) -> None:
-        check_count(batch_size, "batch_size")
+    def _check_sample(self, state: ReplayState, batch_size: Any, progress: Any) -> int:
+        """``batch_size`` as an int, once it and the buffer can give a sample."""
+        batch_size = check_count(batch_size, "batch_size")
         if batch_size > self.capacity:
             raise ValueError(f"batch_size={batch_size} is larger than the capacity={self.capacity}; "
                              "a batch may not exceed the buffer")
         if is_concrete(state.size) and np.ndim(state.size) == 0 and int(state.size) == 0:
             raise ValueError("cannot sample from an empty buffer (size=0); add items first")
         self._check_progress(progress)
+        return batch_size
