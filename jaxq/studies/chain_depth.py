@@ -20,10 +20,10 @@ leading to larger and more volatile errors". Measured per seed:
 * coverage: how many episodes reached the terminal.
 
 "Larger" / "more volatile" means the 95% interval at the deepest chain lies above the one at the
-shallowest and no step to a deeper chain goes significantly down (see :func:`trend`).
+shallowest and no step to a deeper chain goes significantly down (see
+:func:`jaxq.studies.verdicts.trend`, beside ``coverage`` and ``volatility``).
 
-The helpers here (the chain MLP sweep, coverage, volatility, trend) are shared with the discount
-and per-state-bias studies.
+The chain MLP sweep here is shared with the discount and per-state-bias studies.
 """
 
 from __future__ import annotations
@@ -81,20 +81,6 @@ def q_star_scales(depth: int, gamma: float, variant: str) -> tuple[float, float]
     """``(||Q*||_inf, mean |Q*|)`` over the non-terminal pairs of Chain(depth) (closed-form ``Q*``)."""
     q = np.abs(q_star_closed_form(depth, gamma, variant))
     return float(q.max()), float(q.mean())
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # -- study 4 ---------------------------------------------------------------------------------------

@@ -20,10 +20,6 @@ def pick(size: str, *, tiny: Any, quick: Any, full: Any) -> Any:
     return {"tiny": tiny, "quick": quick, "full": full}[check_choice("size", size, SIZES)]
 
 
-
-
-
-
 def write_outputs(out: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray],
                   figure: Any, *, figure_name: str = "figure.png") -> dict[str, Any]:
     """Write ``summary.json``, ``curves.npz`` (the raw arrays) and the figure into ``out``."""

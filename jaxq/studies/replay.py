@@ -400,12 +400,13 @@ def run(out: Path, size: str = "full", *, envs: Sequence[str] | None = None, met
     sizes = resized(size_of(size), envs, **overrides)
     for m in methods or ():
         check_choice("method", m, METHODS)
-    chosen = [m for m in METHODS if m in (methods or METHODS)]
+    trained = list(dict.fromkeys(methods or METHODS))  # in the order given, each once
+    chosen = [m for m in METHODS if m in trained]
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {}
     for env_name, s in sizes.items():
         runs, rows = {}, {}
-        for m in methods or METHODS:
+        for m in trained:
             runs[m] = method_curves(out, env_name, m, s, reuse)
             rows[m] = method_row(env_name, m, runs[m], s)
             steps, final, variance = (rows[m][k] for k in ("steps_to_threshold", "final_greedy_return",

@@ -23,8 +23,9 @@ def run_all(out: Path, size: str = "full", only: Sequence[str] | None = None) ->
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {STUDIES[name]} ...", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        summary = load(name).run(out / name, size=reproduce_size(name, size))
-        summary = {**summary, "study": name, "wall_s": time.perf_counter() - t0, "size": reproduce_size(name, size)}
+        study_size = reproduce_size(name, size)
+        summary = load(name).run(out / name, size=study_size)
+        summary = {**summary, "study": name, "wall_s": time.perf_counter() - t0, "size": study_size}
         print(f"    {summary.get('verdict', '')}  ({summary['wall_s']:.1f} s)", file=sys.stderr, flush=True)
         summaries.append(summary)
     write_report(out, summaries, size)
