@@ -102,6 +102,12 @@ def test_fa_learners_on_chain_keep_exact_metrics():
         assert np.all(np.isfinite(result.logs["error"]))
 
 
+def test_mlp_refuses_an_observation_that_is_not_a_vector():
+    env, params = jaxq.make("Breakout-MinAtar")
+    with pytest.raises(ValueError, match=r"learner 'mlp' reads a flat observation vector; .* shape \(10, 10, 4\)"):
+        make_learner("mlp", env, params, steps=10, log_every=10)
+
+
 def test_exact_metrics_are_refused_on_a_non_finite_env():
     env, params = jaxq.make("CartPole-v1")
     with pytest.raises(ValueError, match="exact_metrics=True is not allowed on CartPole-v1"):

@@ -14,6 +14,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 import jaxq
+from jaxq import training
 from jaxq.cli import main
 from jaxq.learners import make_learner
 from jaxq.learners.dqn import Transition
@@ -126,6 +127,27 @@ def test_double_is_a_leaf_that_switches_the_selecting_network():
         errors[double] = float(error[0])
     # Q_online(s, 0) = 0. DQN: y = 1 + 0.5 max_a Q_target = 3.5; Double: y = 1 + 0.5 Q_target(s, argmax Q_online = 1) = 2
     assert errors == {0.0: 3.5, 1.0: 2.0}
+
+
+def test_each_item_of_a_batch_draws_its_own_exploring_successor():
+    """SARSA with epsilon = 1 bootstraps from a uniformly random next action: over 64 copies of one
+    transition both next actions appear (one draw shared by the whole batch gave 64 equal targets)."""
+    learner = linear_learner(target="sarsa")
+    params = {"params": {"Dense_0": {"kernel": jnp.zeros((4, 2)), "bias": jnp.array([0.0, 1.0])}}}
+    obs = jnp.ones((64, 4))
+    batch = (obs, jnp.zeros(64, jnp.int32), jnp.zeros(64), jnp.ones(64), obs)
+    _, (error, _) = learner.loss_fn(params, params, batch, jnp.ones(64), encoded(learner), jnp.float32(1.0),
+                                    jnp.asarray([1, 2], jnp.uint32))
+    assert set(np.unique(np.asarray(error)).tolist()) == {0.0, 1.0}  # y = Q(s', a') with a' in {0, 1}
+
+
+def test_train_refuses_bad_final_episodes_and_threshold_before_running(monkeypatch):
+    learner = linear_learner()
+    monkeypatch.setattr(jax, "jit", lambda *a, **k: pytest.fail("compiled before validating"))
+    with pytest.raises(ValueError, match="final_episodes=0 is not allowed"):
+        training.train(learner, final_episodes=0)
+    with pytest.raises(ValueError, match="threshold=nan is not allowed"):
+        training.train(learner, threshold=float("nan"))
 
 
 def test_double_on_and_off_run_in_one_sweep():

@@ -325,3 +325,13 @@ def test_bad_input_is_a_value_error_naming_it_before_anything_compiles():
                    jnp.zeros(2, bool), hp)
     with pytest.raises(ValueError, match="same length"):
         buffer.set_priorities(state, jnp.arange(4), jnp.zeros(3), hp, 0.0)
+    with pytest.raises(ValueError, match=r"indices must be slots in \[0, 16\); got \[-1"):
+        buffer.set_priorities(state, jnp.asarray([-1, 3]), jnp.ones(2), hp, 0.0)
+    with pytest.raises(ValueError, match=r"got \[16\]"):
+        buffer.set_priorities(state, jnp.asarray([16]), jnp.ones(1), hp, 0.0)
+    with pytest.raises(ValueError, match="td_errors must be finite"):
+        buffer.set_priorities(state, jnp.arange(2), jnp.asarray([1.0, jnp.nan]), hp, 0.0)
+    with pytest.raises(ValueError, match=r"alpha has shape \(2,\); a buffer's hyper-parameters are scalars"):
+        buffer.sample(state, jax.random.PRNGKey(0), 4, {**hp, "alpha": jnp.asarray([0.4, 0.6])}, 0.0)
+    with pytest.raises(ValueError, match="batch_size=4.5 is not allowed"):
+        buffer.sample(state, jax.random.PRNGKey(0), 4.5, hp, 0.0)

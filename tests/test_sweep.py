@@ -149,6 +149,12 @@ def test_plan_pieces_splits_restored_lanes_into_chunks():
 
 
 # -- bad input -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [1.5, -1, 2**32])
+def test_a_bad_root_seed_is_refused_naming_it(learner, seed):
+    with pytest.raises(ValueError, match=f"seed={seed} is not allowed"):
+        sweep(learner, AXES, seeds=2, seed=seed)
+
+
 @pytest.mark.parametrize(
     "axes, seeds, message",
     [
