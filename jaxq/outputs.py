@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxq import metrics, plots
@@ -97,7 +98,9 @@ def write_sweep(result: SweepResult, out: Path, *, title: str, extra: dict[str, 
     np.savez_compressed(out / "curves.npz", **result.logs, **(arrays or {}), t=np.asarray(result.coords["t"]),
                         axes=np.asarray(result.axes))
     seeds = len(result.coords["seed"])
-    sweep_figure(result, title).savefig(out / "sweep.png", dpi=120)
+    figure = sweep_figure(result, title)
+    figure.savefig(out / "sweep.png", dpi=120)
+    plt.close(figure)
     summary = {
         **(extra or {}),
         "axes": result.axes,

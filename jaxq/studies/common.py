@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import matplotlib.pyplot as plt
 import numpy as np
 
 from jaxq.outputs import write_json
@@ -22,10 +23,11 @@ def pick(size: str, *, tiny: Any, quick: Any, full: Any) -> Any:
 
 def write_outputs(out: Path, summary: dict[str, Any], arrays: dict[str, np.ndarray],
                   figure: Any, *, figure_name: str = "figure.png") -> dict[str, Any]:
-    """Write ``summary.json``, ``curves.npz`` (the raw arrays) and the figure into ``out``."""
+    """Write ``summary.json``, ``curves.npz`` (the raw arrays) and the figure (then closed) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out / "curves.npz", **arrays)
     figure.savefig(out / figure_name, dpi=120, bbox_inches="tight")
+    plt.close(figure)
     summary = {**summary, "figure": figure_name, "curves": "curves.npz"}
     write_json(out / "summary.json", summary)
     return summary
