@@ -56,7 +56,8 @@ class EnvParams(environment.EnvParams):
             contact uses their geometric mean.
         velocity_iterations: sweeps of the sequential-impulse velocity solve per step (the
             original's 180; with ground contact the result depends on it, as in the original).
-        position_iterations: push-out passes of the position correction per step.
+        position_iterations: at most this many push-out passes of the position correction per
+            step (the original's 60; they stop once the contacts are solved).
     """
 
     max_steps_in_episode: int = C.MAX_EPISODE_STEPS
@@ -71,7 +72,7 @@ class EnvParams(environment.EnvParams):
     leg_friction: float = C.LEG_FRICTION
     terrain_friction: float = C.TERRAIN_FRICTION
     velocity_iterations: int = struct.field(pytree_node=False, default=180)
-    position_iterations: int = struct.field(pytree_node=False, default=180)
+    position_iterations: int = struct.field(pytree_node=False, default=60)
 
 
 # name -> (low, high, low_open, high_open) for the numeric parameters

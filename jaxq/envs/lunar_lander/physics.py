@@ -187,10 +187,18 @@ def _push_out(w: jax.Array, sep: jax.Array, valid: jax.Array, passes: int) -> tu
     slots in order: ``C = clamp(0.2 (sep + slop), -0.2, 0)``, push ``-C / w_aa``. Passes stop after
     the first one whose separations all exceed ``-3 slop``. Returns the total pushes and whether
     the contacts ended up solved.
+
+    A lane whose contacts are solved is left unchanged by further passes, so the loop ends as soon
+    as every lane of the batch is solved (in flight: after one pass) -- the result is the same as
+    running all ``passes``.
     """
 
-    def one_pass(_, carry):
-        sep, push, done = carry
+    def unsolved(carry):
+        count, _, _, done = carry
+        return (count < passes) & ~jnp.all(done)
+
+    def one_pass(carry):
+        count, sep, push, done = carry
         min_sep = jnp.full_like(sep[0], jnp.inf)
         for a in range(N_SLOTS):
             min_sep = jnp.where(valid[a], jnp.minimum(min_sep, sep[a]), min_sep)
@@ -198,10 +206,10 @@ def _push_out(w: jax.Array, sep: jax.Array, valid: jax.Array, passes: int) -> tu
             imp = jnp.where(valid[a] & ~done, -corr / w[a, a], 0.0)
             push = push.at[a].add(imp)
             sep = sep + w[:, a] * imp[None]
-        return sep, push, done | (min_sep >= -3.0 * C.LINEAR_SLOP)
+        return count + 1, sep, push, done | (min_sep >= -3.0 * C.LINEAR_SLOP)
 
-    init = (sep, jnp.zeros_like(sep), jnp.zeros_like(valid[0]))
-    _, push, done = jax.lax.fori_loop(0, passes, one_pass, init)
+    init = (jnp.zeros((), jnp.int32), sep, jnp.zeros_like(sep), jnp.zeros_like(valid[0]))
+    _, _, push, done = jax.lax.while_loop(unsolved, one_pass, init)
     return push, done
 
 
@@ -473,7 +481,12 @@ def _vmappable_step(config: SolverConfig):
                                out, res)
             return i + 1, out
 
-        _, out = jax.lax.while_loop(more, one, (jnp.zeros((), jnp.int32), out))
+        if size + pad == width:
+            # One chunk: a conditional, because XLA hoists the whole-array "slice" of a one-chunk
+            # loop out of the loop and would run the full iteration on every step.
+            out = jax.lax.cond(count > 0, contact, lambda _: out, padded)
+        else:
+            _, out = jax.lax.while_loop(more, one, (jnp.zeros((), jnp.int32), out))
         back = jnp.argsort(order)
         return jax.tree.map(lambda x: jnp.take(x[..., :size], back, axis=-1), out)
 
