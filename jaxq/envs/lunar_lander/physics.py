@@ -409,7 +409,7 @@ def step_batched(
     return new, StepResult(begin, end, hull_touch | hull_close, asleep)
 
 
-CHUNK = 1024  # environments per pass of the flight step: keeps its intermediates in cache
+CHUNK = 4096  # environments per pass of the flight step: keeps its intermediates in cache
 CONTACT_CHUNK = 32  # environments per pass of the full velocity iteration
 
 
