@@ -123,7 +123,7 @@ def run(quick: bool = False) -> dict[str, Any]:
              f"env in a Python loop, and SyncVectorEnv up to {VECTOR_MAX_WIDTH} envs (wider ones "
              f"are not run: a sync vector env steps its envs one by one), each measured right "
              f"after the port's width; ratio_vs_best_single divides by the best single-env rate "
-             f"of the run ({best_single:,.0f} steps/s). Goal: port >= 5x the single env at "
+             f"of the run ({best_single:,.0f} steps/s). Goal: port >= 10x the single env at "
              f"4096+ envs on a 2-core CPU.")
     return report("lunar", rows, quick=quick, notes=notes, best_gym_single_steps_per_s=best_single,
                   peers={"gymnasium": gym.__version__, "box2d": Box2D.__version__})
