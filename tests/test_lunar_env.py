@@ -506,3 +506,38 @@ def test_contract_helpers_round_trip(discrete, trans):
     assert np.allclose(o1[0], o2[0], atol=1e-5)
     flags = LL.engine_flags(o1[1])
     assert float(flags["main_power"]) == 1.0 and float(flags["side_power"]) == 0.0
+
+
+def test_push_out_stops_early_with_the_result_of_every_pass():
+    """The position correction's loop ends once every lane is solved; lanes solved early, lanes
+    that need many passes and lanes without contact give what running all passes gives."""
+    from jaxq.envs.lunar_lander import physics
+
+    rng = np.random.default_rng(0)
+    lanes, passes = 16, 60
+    a = rng.normal(size=(4, 4, lanes)) * 0.3
+    w = np.einsum("ikb,jkb->ijb", a, a) + np.eye(4)[:, :, None]  # symmetric positive definite
+    sep = rng.uniform(-0.6, 0.05, size=(4, lanes)).astype(np.float32)
+    valid = rng.uniform(size=(4, lanes)) < 0.7
+    valid[:, :3] = False  # lanes in flight
+    w, sep = w.astype(np.float32), sep
+
+    def reference(w, sep, valid, passes):
+        sep, push, done = sep.copy(), np.zeros_like(sep), np.zeros(lanes, bool)
+        for _ in range(passes):
+            min_sep = np.full(lanes, np.inf, np.float32)
+            for s in range(4):
+                min_sep = np.where(valid[s], np.minimum(min_sep, sep[s]), min_sep)
+                corr = np.clip(C.BAUMGARTE * (sep[s] + C.LINEAR_SLOP), -C.MAX_LINEAR_CORRECTION, 0.0)
+                imp = np.where(valid[s] & ~done, -corr / w[s, s], 0.0).astype(np.float32)
+                push[s] += imp
+                sep = sep + w[:, s] * imp[None]
+            done = done | (min_sep >= -3.0 * C.LINEAR_SLOP)
+        return push, done
+
+    push, done = jax.jit(physics._push_out, static_argnums=3)(w, sep, valid, passes)
+    want_push, want_done = reference(w, sep, valid, passes)
+    assert np.array_equal(np.asarray(done), want_done)
+    assert not reference(w, sep, valid, 1)[1].all()  # some lanes need more than one pass
+    assert np.allclose(np.asarray(push), want_push, rtol=1e-5, atol=1e-6)
+    assert want_done[:3].all() and np.all(np.asarray(push)[:, :3] == 0)
