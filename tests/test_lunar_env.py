@@ -7,6 +7,7 @@ Compiled functions are shared through module-scope fixtures with fixed shapes.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -541,3 +542,25 @@ def test_push_out_stops_early_with_the_result_of_every_pass():
     assert not reference(w, sep, valid, 1)[1].all()  # some lanes need more than one pass
     assert np.allclose(np.asarray(push), want_push, rtol=1e-5, atol=1e-6)
     assert want_done[:3].all() and np.all(np.asarray(push)[:, :3] == 0)
+
+
+def test_nested_vmaps_join_their_lanes_and_match_one_flat_batch(discrete):
+    """Agents over their environments (a vmap of a vmap) are stepped as one batch of lanes, so the
+    full velocity iteration stays conditional; the result equals the flat batch's."""
+    env, params = discrete
+    agents, envs, steps = 2, 3, 40
+    flat = jax.vmap(partial(env_step, env), in_axes=(0, 0, 0, None))
+    nested = jax.vmap(flat, in_axes=(0, 0, 0, None))
+    _, state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(jax.random.PRNGKey(0), agents * envs), params)
+    actions = jax.random.randint(jax.random.PRNGKey(1), (steps, agents * envs), 0, 4)
+    keys = jax.random.split(jax.random.PRNGKey(2), (steps, agents * envs))
+
+    def rollout(step, state, actions, keys):
+        return jax.lax.scan(lambda s, x: (step(x[1], s, x[0], params).state,) * 2, state, (actions, keys))[1]
+
+    as_grid = lambda x: x.reshape((agents, envs) + x.shape[1:])  # noqa: E731
+    want = jax.jit(partial(rollout, flat))(state, actions, keys)
+    got = jax.jit(partial(rollout, nested))(jax.tree.map(as_grid, state), actions.reshape(steps, agents, envs),
+                                            keys.reshape((steps, agents, envs) + keys.shape[2:]))
+    for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
+        assert np.array_equal(np.asarray(w).reshape(np.shape(g)), np.asarray(g))

@@ -491,6 +491,24 @@ def _vmappable_step(config: SolverConfig):
         return jax.tree.map(lambda x: jnp.take(x[..., :size], back, axis=-1), out)
 
     @custom_vmap
+    def lanes(args):
+        return sorted_run(args, jax.tree.leaves(args)[0].shape[-1])
+
+    @lanes.def_vmap
+    def _lanes_rule(axis_size, in_batched, args):
+        # A further vmap (e.g. agents over their environments) joins the lanes: one sorted batch,
+        # so that the conditional and the loop of ``sorted_run`` are never batched into selects
+        # that would run the full iteration for every lane.
+        def merge(x, batched):
+            x = jnp.moveaxis(x, 0, -2) if batched else jnp.broadcast_to(
+                x[..., None, :], x.shape[:-1] + (axis_size, x.shape[-1]))
+            return x.reshape(x.shape[:-2] + (-1,))
+
+        out = lanes(jax.tree.map(merge, args, in_batched[0]))
+        out = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(x.shape[:-1] + (axis_size, -1)), -2, 0), out)
+        return out, jax.tree.map(lambda _: True, out)
+
+    @custom_vmap
     def step(mech, heights, impulse, forces):
         args = jax.tree.map(lambda x: x[..., None], (mech, heights, impulse, forces))
         return jax.tree.map(lambda x: x[..., 0], sorted_run(args, 1))
@@ -503,7 +521,7 @@ def _vmappable_step(config: SolverConfig):
             return jnp.broadcast_to(x[..., None], x.shape + (axis_size,))
 
         args = jax.tree.map(to_last, (mech, heights, impulse, forces), tuple(in_batched))
-        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), sorted_run(args, axis_size))
+        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), lanes(args))
         return out, jax.tree.map(lambda _: True, out)
 
     return step
