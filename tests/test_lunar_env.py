@@ -521,7 +521,7 @@ def test_push_out_stops_early_with_the_result_of_every_pass():
     sep = rng.uniform(-0.6, 0.05, size=(4, lanes)).astype(np.float32)
     valid = rng.uniform(size=(4, lanes)) < 0.7
     valid[:, :3] = False  # lanes in flight
-    w, sep = w.astype(np.float32), sep
+    w = w.astype(np.float32)
 
     def reference(w, sep, valid, passes):
         sep, push, done = sep.copy(), np.zeros_like(sep), np.zeros(lanes, bool)

@@ -409,7 +409,7 @@ def step_batched(
     return new, StepResult(begin, end, hull_touch | hull_close, asleep)
 
 
-CHUNK = 4096  # environments per pass of the flight step: keeps its intermediates in cache
+CHUNK = 4096  # environments per pass of the flight step (bounds its intermediates; 4096 measured fastest)
 CONTACT_CHUNK = 32  # environments per pass of the full velocity iteration
 
 
@@ -496,9 +496,9 @@ def _vmappable_step(config: SolverConfig):
 
     @lanes.def_vmap
     def _lanes_rule(axis_size, in_batched, args):
-        # A further vmap (e.g. agents over their environments) joins the lanes: one sorted batch,
-        # so that the conditional and the loop of ``sorted_run`` are never batched into selects
-        # that would run the full iteration for every lane.
+        # Every vmap (of one environment, or of agents over their environments) joins the lanes
+        # into one sorted batch, so that the conditional and the loop of ``sorted_run`` are never
+        # batched into selects that would run the full iteration for every lane.
         def merge(x, batched):
             x = jnp.moveaxis(x, 0, -2) if batched else jnp.broadcast_to(
                 x[..., None, :], x.shape[:-1] + (axis_size, x.shape[-1]))
@@ -508,21 +508,10 @@ def _vmappable_step(config: SolverConfig):
         out = jax.tree.map(lambda x: jnp.moveaxis(x.reshape(x.shape[:-1] + (axis_size, -1)), -2, 0), out)
         return out, jax.tree.map(lambda _: True, out)
 
-    @custom_vmap
     def step(mech, heights, impulse, forces):
+        # One environment is a batch of one lane; a vmap over it reaches ``lanes``' rule.
         args = jax.tree.map(lambda x: x[..., None], (mech, heights, impulse, forces))
-        return jax.tree.map(lambda x: x[..., 0], sorted_run(args, 1))
-
-    @step.def_vmap
-    def _rule(axis_size, in_batched, mech, heights, impulse, forces):
-        def to_last(x, batched):
-            if batched:
-                return jnp.moveaxis(x, 0, -1)
-            return jnp.broadcast_to(x[..., None], x.shape + (axis_size,))
-
-        args = jax.tree.map(to_last, (mech, heights, impulse, forces), tuple(in_batched))
-        out = jax.tree.map(lambda x: jnp.moveaxis(x, -1, 0), lanes(args))
-        return out, jax.tree.map(lambda _: True, out)
+        return jax.tree.map(lambda x: x[..., 0], lanes(args))
 
     return step
 
