@@ -67,6 +67,15 @@ def test_checksum_is_the_same_wherever_it_is_computed(dtype):
     assert len(set(sums.values())) == 1, sums
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.uint8])
+def test_checksum_of_large_shards_summed_by_xla_equals_numpys(dtype):
+    x = np.random.default_rng(1).integers(0, 255, size=(4, checkpoint._BLOCK // 2 + 3)).astype(dtype)
+    mesh = Mesh(np.asarray(jax.devices()), ("lanes",))
+    sharded = jax.device_put(x, NamedSharding(mesh, P("lanes")))
+    assert all(s.data.size >= checkpoint._BLOCK for s in sharded.addressable_shards)  # the XLA path
+    assert checkpoint.checksum({"x": sharded}) == checkpoint.checksum({"x": x})  # NumPy, on the host
+
+
 def test_checksum_notices_a_flipped_bit_and_swapped_words():
     x = np.arange(1000, dtype=np.float32)
     flipped = x.copy()
