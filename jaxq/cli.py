@@ -431,8 +431,9 @@ def cmd_reproduce(argv: Sequence[str]) -> int:
                     "(OUT/report.md) with the figures and the verdict on each claim. Studies: "
                     + "; ".join(STUDIES.values()),
     )
-    p.add_argument("--quick", action="store_true", help="a few hundred seeds (minutes on a laptop CPU)")
-    p.add_argument("--size", choices=SIZES, help="tiny (seconds, for tests), quick, or full (>= 1000 seeds)")
+    p.add_argument("--quick", action="store_true", help="each study at its quick size (minutes on a laptop CPU)")
+    p.add_argument("--size", choices=SIZES, help="tiny (seconds, for tests), quick, or full (>= 1000 seeds for the "
+                   "tabular studies, 16-32 agents per method for the DQN ones: hours on a CPU)")
     p.add_argument("--out", type=Path, default=Path("runs") / "reproduce", help="output folder (default: %(default)s)")
     p.add_argument("--only", nargs="+", metavar="STUDY", help=f"run only these: {', '.join(STUDIES)}")
     args = p.parse_args(argv)

@@ -3,8 +3,9 @@
 Each module ``jaxq.studies.<name>`` exposes ``run(out: Path, size: str = "full") -> dict`` that
 writes into ``out`` a ``summary.json`` (setup, numbers, the claim tested and a one-line verdict), a
 ``curves.npz`` with the raw data and a PNG readable on its own, and returns the summary. Sizes:
-``"full"`` (>= 1000 seeds), ``"quick"`` (a few hundred seeds, all studies in minutes on a laptop
-CPU) and ``"tiny"`` (seconds; for tests). ``experiments/<name>.py`` runs one study from a shell.
+``"full"`` (>= 1000 seeds for the tabular studies, 16-32 agents per method for the DQN studies),
+``"quick"`` (a few hundred seeds or a few DQN agents: all studies in minutes on a laptop CPU) and
+``"tiny"`` (seconds; for tests). ``experiments/<name>.py`` runs one study from a shell.
 """
 
 from __future__ import annotations
