@@ -11,7 +11,7 @@ import pytest
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import flight, impulses, physics
 from jaxq.envs.lunar_lander import kinematics as K
-from jaxq.envs.lunar_lander.parity import ground, pilots
+from jaxq.envs.lunar_lander.parity import compare, ground, pilots
 
 PILOTS = pilots.available()
 
@@ -190,3 +190,11 @@ def test_flight_solve_is_what_the_sweeps_converge_to():
     _, acc = sweeps(180)
     mine = flight.engine_impulses(p, u, u_exact, lam, joints, warm, g, 180, jnp.float32(0.8))
     np.testing.assert_allclose(np.asarray(mine), np.asarray(acc.joints), atol=3e-3)
+
+
+@pytest.mark.parametrize("nan", [float("nan"), "nan", None])  # in memory; as summary.json stores it
+def test_an_on_ground_statistic_never_seen_reads_as_a_dash(nan):
+    row = {"ground": {"never": {"port": nan, "box2d": nan, "pass": True},
+                      "one_side": {"port": nan, "box2d": -0.046, "pass": False}}}
+    assert compare._pair(row, "never", "+.3f") == "--"
+    assert compare._pair(row, "one_side", "+.3f") == "-- / -0.046 ✗"

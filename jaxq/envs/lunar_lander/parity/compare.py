@@ -626,9 +626,21 @@ def rejudge(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pair(row: dict[str, Any], key: str, fmt: str) -> str:
+    """``port / box2d`` of one on-ground statistic; ``--`` where a side never saw the situation."""
     entry = row["ground"][key]
+    if _missing(entry["port"]) and _missing(entry["box2d"]):
+        return "--"
     mark = "" if entry["pass"] else " ✗"
-    return f"{format(entry['port'], fmt)} / {format(entry['box2d'], fmt)}{mark}"
+    return f"{_number(entry['port'], fmt)} / {_number(entry['box2d'], fmt)}{mark}"
+
+
+def _missing(x: float | str | None) -> bool:
+    """No value: NaN in memory, ``"nan"`` (or null) once written to JSON."""
+    return x is None or bool(np.isnan(float(x)))
+
+
+def _number(x: float | str | None, fmt: str) -> str:
+    return "--" if _missing(x) else format(float(x), fmt)
 
 
 def markdown_tables(summary: dict[str, Any]) -> str:
