@@ -157,8 +157,9 @@ def checksum(tree: Any) -> dict[str, str]:
     The sum does not depend on the order it is taken in, so it is computed where the data lives --
     host arrays in cache-sized blocks, device arrays shard by shard on their devices (small CPU
     shards through NumPy views), every process its own shards, added up -- without a host copy of
-    the state, and gives the same bits for any sharding, process count or backend. Any one changed word changes
-    it (``fmix`` is a bijection); independent changes go unnoticed with probability 2^-32 per array.
+    the state, and gives the same bits for any sharding, process count or backend. Any one changed
+    word changes it (``fmix`` is a bijection); independent changes go unnoticed with probability
+    2^-32 per array.
     """
     check_saveable(tree)
     leaves = jax.tree_util.tree_leaves_with_path(tree)

@@ -558,9 +558,13 @@ def test_nested_vmaps_join_their_lanes_and_match_one_flat_batch(discrete):
     def rollout(step, state, actions, keys):
         return jax.lax.scan(lambda s, x: (step(x[1], s, x[0], params).state,) * 2, state, (actions, keys))[1]
 
-    as_grid = lambda x: x.reshape((agents, envs) + x.shape[1:])  # noqa: E731
+    grid = (jax.tree.map(lambda x: x.reshape((agents, envs) + x.shape[1:]), state),
+            actions.reshape(steps, agents, envs), keys.reshape((steps, agents, envs) + keys.shape[2:]))
+    # the conditional survives the outer vmap (batched with a batched predicate it becomes a select)
+    conds = [str(jax.make_jaxpr(partial(rollout, f))(*a)).count(" cond[") for f, a in
+             ((flat, (state, actions, keys)), (nested, grid))]
+    assert conds[0] >= 1 and conds[1] == conds[0], conds
     want = jax.jit(partial(rollout, flat))(state, actions, keys)
-    got = jax.jit(partial(rollout, nested))(jax.tree.map(as_grid, state), actions.reshape(steps, agents, envs),
-                                            keys.reshape((steps, agents, envs) + keys.shape[2:]))
+    got = jax.jit(partial(rollout, nested))(*grid)
     for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got)):
         assert np.array_equal(np.asarray(w).reshape(np.shape(g)), np.asarray(g))

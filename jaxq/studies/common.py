@@ -38,8 +38,11 @@ def study_main(run: Callable[..., dict[str, Any]], name: str, description: str) 
     parser = argparse.ArgumentParser(prog=name, description=description)
     parser.add_argument("--out", type=Path, default=Path("runs") / name,
                         help="output folder (default: runs/%(prog)s)")
-    parser.add_argument("--quick", action="store_true", help="the quick size, the one `jaxq reproduce --quick` runs (minutes on a laptop CPU)")
-    parser.add_argument("--size", choices=SIZES, help="tiny (seconds, for tests), quick, or full (the default; the study's docstring gives each size)")
+    parser.add_argument("--quick", action="store_true",
+                        help="the quick size, the one `jaxq reproduce --quick` runs (minutes on a laptop CPU)")
+    parser.add_argument("--size", choices=SIZES,
+                        help="tiny (seconds, for tests), quick, or full (the default; the study's docstring "
+                             "gives each size)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     summary = run(args.out, size=args.size or ("quick" if args.quick else "full"))
