@@ -4,6 +4,7 @@ statistics, where paired runs part, contact events and the exact velocity solve 
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -187,9 +188,15 @@ def test_flight_solve_is_what_the_sweeps_converge_to():
     swept = K.project_velocities(p, jnp.stack([jnp.stack([x[0], x[1]]) for x in bodies], 1),
                                  jnp.stack([x[2] for x in bodies]))
     np.testing.assert_allclose(np.asarray(u_exact), np.asarray(swept), atol=2e-4)
-    _, acc = sweeps(180)
+    bodies_180, acc = sweeps(180)
     mine = flight.engine_impulses(p, u, u_exact, lam, joints, warm, g, 180, jnp.float32(0.8))
     np.testing.assert_allclose(np.asarray(mine), np.asarray(acc.joints), atol=3e-3)
+    # one lane alone (0-d arrays) is solved as it is in the batch, to float32 rounding
+    lane = jax.tree.map(lambda x: x[..., 3], ((hull, *legs), joints, (none, none), impulses.Impulses(
+        warm, jnp.zeros((4, 2, b)))))
+    alone_bodies, alone = impulses.solve(*lane, 0.14, 0.8, 180)
+    np.testing.assert_allclose(np.asarray(alone.joints), np.asarray(acc.joints[..., 3]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(alone_bodies), np.asarray(bodies_180)[..., 3], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("nan", [float("nan"), "nan", None])  # in memory; as summary.json stores it

@@ -106,7 +106,11 @@ def _once(tree):
     2-core CPU. The results agree with those of the duplicating kernels to float32 rounding
     (XLA:CPU contracts multiply-adds differently in different kernels).
     """
-    return jax.tree.map(lambda x: jnp.take(x, jnp.arange(x.shape[-1]), axis=-1, mode="clip"), tree)
+    def stored(x):
+        flat = jnp.ravel(x)
+        return jnp.take(flat, jnp.arange(flat.size), mode="clip").reshape(jnp.shape(x))
+
+    return jax.tree.map(stored, tree)
 
 
 def _cross(ax, ay, bx, by):
@@ -180,8 +184,7 @@ def _solve_joint(hull, leg, acc, j: Joint, speed: float, max_impulse, k: int):
     vbx, vby, wb = leg
     new = jnp.clip(motor - (wb - wa - speed) / (ia + ib), -max_impulse, max_impulse)
     d = new - motor
-    motor = new
-    wa, wb, motor = _once((wa - ia * d, wb + ib * d, motor))
+    wa, wb, motor = _once((wa - ia * d, wb + ib * d, new))
     c1x = vbx - wb * j.rby - vax + wa * j.ray
     c1y = vby + wb * j.rbx - vay - wa * j.rax
     c2 = wb - wa
