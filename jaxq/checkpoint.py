@@ -26,6 +26,7 @@ import json
 import math
 import os
 import shutil
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -273,6 +274,8 @@ class Folder:
                 leftover.unlink()
         _barrier("jaxq-checkpoint-ready")
         self._manager: ocp.CheckpointManager | None = None
+        self.save_started: float | None = None  # time.perf_counter() when the last save started
+        self._written: float | None = None  # set by orbax once the last save's files are complete
 
     @property
     def manager(self) -> ocp.CheckpointManager:
@@ -283,8 +286,9 @@ class Folder:
                 self.path,
                 item_handlers={"state": ocp.PyTreeCheckpointHandler(use_compression=False),
                                "meta": ocp.JsonCheckpointHandler()},
-                options=ocp.CheckpointManagerOptions(max_to_keep=KEEP, create=True, enable_async_checkpointing=True,
-                                                     cleanup_tmp_directories=True),
+                options=ocp.CheckpointManagerOptions(
+                    max_to_keep=KEEP, create=True, enable_async_checkpointing=True, cleanup_tmp_directories=True,
+                    async_options=ocp.AsyncOptions(post_finalization_callback=self._on_written)),
             )
         return self._manager
 
@@ -293,12 +297,25 @@ class Folder:
         """Start saving checkpoint ``step``: ``state`` (a pytree of device or host arrays, or None) and
         ``meta`` (JSON-ready). Returns once the arrays are copied to the host; the files are written
         in the background (a later save or :meth:`close` waits for them)."""
+        self.manager.wait_until_finished()  # the previous save's files (orbax would wait here too)
+        self.save_started, self._written = time.perf_counter(), None
         meta = {**meta, "fingerprint": self.identity["fingerprint"], "arrays": state is not None,
                 "checksums": checksum(state) if state is not None else {}}
         items = {"meta": ocp.args.JsonSave(meta)}
         if state is not None:
             items["state"] = ocp.args.PyTreeSave(_without_empty(state))
         self.manager.save(step, args=ocp.args.Composite(**items))
+
+    def _on_written(self) -> None:
+        self._written = time.perf_counter()
+
+    @property
+    def last_save_s(self) -> float | None:
+        """Wall seconds from the start of the last save until its files were written (what it blocked
+        plus its background writes); None before the first save and while the last is still writing."""
+        if self.save_started is None or self._written is None:
+            return None
+        return self._written - self.save_started
 
     def write_finished(self, name: str, tree: Any) -> dict[str, Any]:
         """Write the leaves of ``tree`` (host arrays) once as ``finished/<name>.npz`` (on the primary

@@ -90,8 +90,8 @@ def _sweep_parser(prog: str, *, add_help: bool = True, description: str = SWEEP_
     p.add_argument("--out", type=Path, help="output folder (default: runs/sweep-ENV-LEARNER)")
     p.add_argument("--checkpoint-every", type=int, metavar="K",
                    help="save the sweep state every K environment steps, any K >= 1 (saves land on log points: "
-                        "every max(1, K // log-every) of them); with --checkpoint-dir alone: about 10 saves "
-                        "per chunk")
+                        "every max(1, K // log-every) of them); with --checkpoint-dir alone: at the end of each "
+                        "tenth of a chunk, skipping saves that would take more than 5%% of the run's time")
     p.add_argument("--checkpoint-dir", type=Path, metavar="DIR",
                    help="checkpoint folder, e.g. on a mounted drive (default: OUT/checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue from the newest usable checkpoint (on any device "

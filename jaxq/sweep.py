@@ -52,6 +52,7 @@ from jaxq import checkpoint
 from jaxq.validation import check_axis, check_count, check_positive, check_range
 
 DEFAULT_SEGMENTS = 10
+SAVE_SHARE = 0.05  # at the default interval, saves take at most this share of the run's wall time
 CPU_MEMORY_BUDGET = 2.0 * 2**30
 CHECKPOINT_FORMAT = 2  # part of the fingerprint: a checkpoint of another format is refused
 
@@ -594,7 +595,7 @@ def _segments(program: Program, grid: Grid, piece: Piece, outputs: Outputs, segm
 
 @dataclasses.dataclass
 class Saver:
-    """Checkpoints after every segment: the next step's number and the finished lanes (``0 .. done - 1``,
+    """Checkpoints after the segments it finds :meth:`due`: the next step's number and the finished lanes (``0 .. done - 1``,
     their logs written once, listed in ``finished``)."""
 
     folder: checkpoint.Folder
@@ -604,6 +605,23 @@ class Saver:
     step: int
     done: int
     finished: list[dict[str, Any]]
+    cost_aware: bool = False
+
+    def due(self, end: int) -> bool:
+        """Whether to save after log point ``end``. With an interval the user chose, after every segment.
+        At the default interval (``cost_aware``) at the first segment end, at the end of every piece
+        (its logs go to their file), and otherwise once the last save started at least its cost /
+        :data:`SAVE_SHARE` seconds ago, its cost being the wall seconds from its start until its files
+        were written (what it blocked plus its background writes, which on a CPU compete with the
+        run). Saving then takes at most that share of the run's time. The answer is process 0's on
+        every process (a save is collective)."""
+        if not self.cost_aware or end == self.num_logs:
+            return True
+        started, cost = self.folder.save_started, self.folder.last_save_s
+        due = started is None or (cost is not None and time.perf_counter() - started >= cost / SAVE_SHARE)
+        if jax.process_count() > 1:
+            due = bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))
+        return due
 
     def save(self, piece: Piece, outputs: Outputs, pending: list[Piece]) -> None:
         """Save ``piece`` (its carry after log point ``piece.logged - 1``) and the restored ``pending``
@@ -630,15 +648,16 @@ class Saver:
 
 
 def run_pieces(program: Program, grid: Grid, pieces: list[Piece], outputs: Outputs, *, segment: int,
-               start: Start, folder: checkpoint.Folder | None = None,
+               start: Start, folder: checkpoint.Folder | None = None, cost_aware: bool = False,
                progress: Progress | None = None) -> Clock:
     """Run every piece to the end, writing its logs and export into ``outputs``; after every segment,
-    checkpoint (when ``folder`` is given) and report progress."""
+    checkpoint (when ``folder`` is given and :meth:`Saver.due`) and report progress."""
     num_logs, chunk = program.learner.num_logs, program.layout.chunk
     clock = Clock()
     saver = None
     if folder is not None:
-        saver = Saver(folder, program.layout, grid.lanes, num_logs, start.step, start.done, list(start.finished))
+        saver = Saver(folder, program.layout, grid.lanes, num_logs, start.step, start.done, list(start.finished),
+                      cost_aware=cost_aware)
     units = grid.lanes * num_logs
     units_done = start.done * num_logs + sum(p.lanes * max(p.logged - 1, 0) for p in pieces)
     start_fraction = units_done / units
@@ -648,7 +667,7 @@ def run_pieces(program: Program, grid: Grid, pieces: list[Piece], outputs: Outpu
         for end, carry in _segments(program, grid, piece, outputs, segment, clock):
             units_done += piece.lanes * (end + 1 - logged)
             logged = end + 1
-            if saver is not None:
+            if saver is not None and saver.due(end):
                 t0 = time.perf_counter()
                 pending = [p for p in pieces[k + 1:] if p.carry is not None]
                 saver.save(Piece(piece.start, piece.stop, logged, carry), outputs, pending)
@@ -694,15 +713,16 @@ def sweep(
         seed: root seed; lane ``(g, s)`` uses ``fold_in(PRNGKey(seed), s)``.
         max_lanes: most lanes per compiled call, the chunk size (default: what fits ``memory_budget``).
         block_lanes: lanes per cache block inside a device (default: automatic).
-        segments: pieces the time axis is run in without checkpoints (progress granularity; default 10).
+        segments: pieces the time axis is run in without a checkpoint interval (default 10 per chunk).
         memory_budget: bytes one compiled call may use (default: half the accelerators' memory, 2 GiB
             on CPU); with checkpoints on CPU a lane counts its carry twice (an asynchronous save holds
             the previous one until it is written).
         progress: ``callback(SweepProgress)`` after every segment.
-        checkpoint_dir: if given, save the state there after every segment (see
-            :mod:`jaxq.checkpoint`); a new run needs a new or empty folder.
+        checkpoint_dir: if given, save the state there (see :mod:`jaxq.checkpoint`); a new run needs a
+            new or empty folder.
         checkpoint_every: environment steps between saves (any number >= 1; saves land on log points,
-            see :func:`plan_segment`; default: the segments, about 10 per chunk).
+            see :func:`plan_segment`). Default: at segment ends (about 10 per chunk), skipping those
+            that would make saving cost more than :data:`SAVE_SHARE` of the run (:meth:`Saver.due`).
         resume: continue from the newest usable checkpoint in ``checkpoint_dir`` -- with any device
             count, backend, chunk size or checkpoint interval.
 
@@ -739,7 +759,7 @@ def sweep(
         start = restore(folder, program, outputs) if resume else Start()
         pieces = plan_pieces(grid.lanes, layout.chunk, start.pieces, start.done)
         clock = run_pieces(program, grid, pieces, outputs, segment=segment, start=start, folder=folder,
-                           progress=progress)
+                           cost_aware=checkpoint_every is None, progress=progress)
         if folder is not None:
             t0 = time.perf_counter()
             folder.close()  # the last save is written

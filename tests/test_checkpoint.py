@@ -2,6 +2,7 @@
 latest step, and refusals (another run's folder, a changed configuration)."""
 
 import json
+import time
 
 import jax
 import numpy as np
@@ -10,8 +11,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import sweep_worker
+import jaxq.sweep
 from jaxq import checkpoint
-from jaxq.sweep import LaneShapes, Outputs, compile_program, fingerprint, plan_grid, plan_layout, restore, sweep
+from jaxq.sweep import (LaneShapes, Outputs, Saver, compile_program, fingerprint, plan_grid, plan_layout, restore,
+                        sweep)
 
 AXES = sweep_worker.SPEC["axes"]
 RUN = dict(seeds=4, seed=3)
@@ -139,6 +142,41 @@ def test_restore_says_where_the_run_stands(learner, tmp_path):
     assert (piece.start, piece.stop, piece.logged) == (8, 16, 5)
     assert all(isinstance(x, jax.Array) and x.shape[0] == 8 for x in jax.tree.leaves(piece.carry))
     assert (logs["error"][:8] != 0).all() and (logs["error"][8:, :5] != 0).all() and (logs["error"][8:, 5:] == 0).all()
+
+
+def test_a_save_is_due_once_the_last_ones_cost_is_its_share_of_the_time_since():
+    class Folder:
+        save_started, last_save_s = None, None
+
+    folder = Folder()
+    saver = Saver(folder, None, lanes=1, num_logs=10, step=0, done=0, finished=[], cost_aware=True)
+    assert saver.due(3)  # the first segment end: nothing saved yet
+    folder.save_started = time.perf_counter()
+    assert not saver.due(3) and saver.due(10)  # the last save is still writing; a piece's end always saves
+    folder.last_save_s = 1.0  # due 1.0 / 0.05 = 20 s after it started
+    folder.save_started = time.perf_counter() - 15
+    assert not saver.due(3)
+    folder.save_started = time.perf_counter() - 21
+    assert saver.due(3)
+    saver.cost_aware = False  # an interval the user chose: every segment
+    folder.save_started = time.perf_counter()
+    assert saver.due(3)
+
+
+def test_the_default_interval_skips_costly_saves_and_resumes_bit_identically(learner, reference, tmp_path,
+                                                                              monkeypatch):
+    """Saves so costly that none but the first and the pieces' ends are due: two chunks of 6 segments
+    save 3 steps (after segment 1, 6 and 12); interrupted after segment 9, the run resumes from step 1."""
+    monkeypatch.setattr(jaxq.sweep, "SAVE_SHARE", 1e-12)
+    every_segment = sweep(learner, AXES, **RUN, max_lanes=8, checkpoint_dir=str(tmp_path / "all"),
+                          checkpoint_every=100)
+    assert every_segment.timing["saves"] == 12 and every_segment.timing["chunks"] == 2
+    costly = sweep(learner, AXES, **RUN, max_lanes=8, checkpoint_dir=str(tmp_path / "costly"))
+    assert costly.timing["saves"] == 3 and identical(costly, reference)
+    interrupted(learner, tmp_path / "cut", 9, max_lanes=8)
+    assert sorted(int(p.name) for p in (tmp_path / "cut").iterdir() if p.name.isdigit()) == [0, 1]
+    resumed = sweep(learner, AXES, **RUN, max_lanes=8, checkpoint_dir=str(tmp_path / "cut"), resume=True)
+    assert resumed.timing["resumed_step"] == 1 and identical(resumed, reference)
 
 
 def test_a_corrupt_latest_step_falls_back_to_the_one_before(learner, reference, tmp_path):

@@ -2,8 +2,9 @@
 
 * Overhead, for any learner (:func:`overhead_rows`; here tabular Q-learning, and DQN on CartPole with
   10^5-slot replay buffers, the large state): the same sweep without checkpoints (the peer)
-  and with checkpoints at the default interval (about 10 saves per chunk), alternately in one
-  process, best of ``repeats`` each. ``blocking``: the seconds the saves block (checksums, the copy
+  and with checkpoints at the default interval (at most 10 saves per chunk, fewer where a save's
+  cost would exceed 5 % of the time since the one before), alternately in one process, best of
+  ``repeats`` each. ``blocking``: the seconds the saves block (checksums, the copy
   to the host, starting the write, and the wait for the last write) over the run seconds without
   checkpoints; ``overhead``: (run + checkpoint seconds) / run seconds without - 1, which adds what
   the background writes take from the computation (and the timing noise). Compile seconds apart.
@@ -114,7 +115,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         notes=("blocking = seconds the saves block / run seconds without checkpoints; overhead = (run + "
                "checkpoint seconds) / run seconds without checkpoints - 1 (it includes what the background writes "
                "take from the run, and the noise of a shared machine), best of 3 each, measured alternately in one "
-               "process; checkpoints at the default interval (about 10 saves per chunk); lanes_per_s = lanes / "
-               "run seconds (per lane: the exact Q* at init, 1000 steps, 11 log points of ||Q - Q*||)."),
+               "process; checkpoints at the default interval (at most 10 saves per chunk, each at most 5 % of the "
+               "time since the last); lanes_per_s = lanes / run seconds (per lane: the exact Q* at init, 1000 steps, 11 log points of ||Q - Q*||)."),
         headline_overhead=rows[1]["overhead"],
     )
