@@ -274,8 +274,9 @@ class Folder:
                 leftover.unlink()
         _barrier("jaxq-checkpoint-ready")
         self._manager: ocp.CheckpointManager | None = None
-        self.save_started: float | None = None  # time.perf_counter() when the last save started
-        self._written: float | None = None  # set by orbax once the last save's files are complete
+        self.state_saved_at: float | None = None  # time.perf_counter() when the last save of arrays started
+        self.state_save_s: float | None = None  # its wall seconds until its files were written (None: writing)
+        self._timing: bool = False  # whether the save being written is that one
 
     @property
     def manager(self) -> ocp.CheckpointManager:
@@ -298,7 +299,9 @@ class Folder:
         ``meta`` (JSON-ready). Returns once the arrays are copied to the host; the files are written
         in the background (a later save or :meth:`close` waits for them)."""
         self.manager.wait_until_finished()  # the previous save's files (orbax would wait here too)
-        self.save_started, self._written = time.perf_counter(), None
+        self._timing = state is not None
+        if self._timing:
+            self.state_saved_at, self.state_save_s = time.perf_counter(), None
         meta = {**meta, "fingerprint": self.identity["fingerprint"], "arrays": state is not None,
                 "checksums": checksum(state) if state is not None else {}}
         items = {"meta": ocp.args.JsonSave(meta)}
@@ -307,15 +310,10 @@ class Folder:
         self.manager.save(step, args=ocp.args.Composite(**items))
 
     def _on_written(self) -> None:
-        self._written = time.perf_counter()
-
-    @property
-    def last_save_s(self) -> float | None:
-        """Wall seconds from the start of the last save until its files were written (what it blocked
-        plus its background writes); None before the first save and while the last is still writing."""
-        if self.save_started is None or self._written is None:
-            return None
-        return self._written - self.save_started
+        """orbax's callback once a save's files are complete (on its writing thread): the cost of a save
+        of arrays, from its start (what it blocked plus its background writes)."""
+        if self._timing:
+            self.state_save_s = time.perf_counter() - self.state_saved_at
 
     def write_finished(self, name: str, tree: Any) -> dict[str, Any]:
         """Write the leaves of ``tree`` (host arrays) once as ``finished/<name>.npz`` (on the primary

@@ -595,8 +595,8 @@ def _segments(program: Program, grid: Grid, piece: Piece, outputs: Outputs, segm
 
 @dataclasses.dataclass
 class Saver:
-    """Checkpoints after the segments it finds :meth:`due`: the next step's number and the finished lanes (``0 .. done - 1``,
-    their logs written once, listed in ``finished``)."""
+    """Checkpoints after the segments it finds :meth:`due`: the next step's number and the finished
+    lanes (``0 .. done - 1``, their logs written once, listed in ``finished``)."""
 
     folder: checkpoint.Folder
     layout: Layout
@@ -608,16 +608,17 @@ class Saver:
     cost_aware: bool = False
 
     def due(self, end: int) -> bool:
-        """Whether to save after log point ``end``. With an interval the user chose, after every segment.
-        At the default interval (``cost_aware``) at the first segment end, at the end of every piece
-        (its logs go to their file), and otherwise once the last save started at least its cost /
-        :data:`SAVE_SHARE` seconds ago, its cost being the wall seconds from its start until its files
-        were written (what it blocked plus its background writes, which on a CPU compete with the
-        run). Saving then takes at most that share of the run's time. The answer is process 0's on
-        every process (a save is collective)."""
+        """Whether to save after log point ``end``. With an interval the user chose: after every
+        segment. At the default interval (``cost_aware``): at the end of every piece (its logs go to
+        their file; no carry is left to save), at the first segment end with none saved yet, and
+        otherwise once the last save of carries started at least its cost / :data:`SAVE_SHARE`
+        seconds ago, its cost being the wall seconds from its start until its files were written
+        (what it blocked plus its background writes, which on a CPU compete with the run), so that
+        saving takes at most that share of the run's time. The answer is process 0's on every
+        process (a save is collective)."""
         if not self.cost_aware or end == self.num_logs:
             return True
-        started, cost = self.folder.save_started, self.folder.last_save_s
+        started, cost = self.folder.state_saved_at, self.folder.state_save_s
         due = started is None or (cost is not None and time.perf_counter() - started >= cost / SAVE_SHARE)
         if jax.process_count() > 1:
             due = bool(multihost_utils.broadcast_one_to_all(np.bool_(due)))

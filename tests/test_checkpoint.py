@@ -146,27 +146,38 @@ def test_restore_says_where_the_run_stands(learner, tmp_path):
 
 def test_a_save_is_due_once_the_last_ones_cost_is_its_share_of_the_time_since():
     class Folder:
-        save_started, last_save_s = None, None
+        state_saved_at, state_save_s = None, None
 
     folder = Folder()
     saver = Saver(folder, None, lanes=1, num_logs=10, step=0, done=0, finished=[], cost_aware=True)
     assert saver.due(3)  # the first segment end: nothing saved yet
-    folder.save_started = time.perf_counter()
+    folder.state_saved_at = time.perf_counter()
     assert not saver.due(3) and saver.due(10)  # the last save is still writing; a piece's end always saves
-    folder.last_save_s = 1.0  # due 1.0 / 0.05 = 20 s after it started
-    folder.save_started = time.perf_counter() - 15
+    folder.state_save_s = 1.0  # due 1.0 / 0.05 = 20 s after it started
+    folder.state_saved_at = time.perf_counter() - 15
     assert not saver.due(3)
-    folder.save_started = time.perf_counter() - 21
+    folder.state_saved_at = time.perf_counter() - 21
     assert saver.due(3)
     saver.cost_aware = False  # an interval the user chose: every segment
-    folder.save_started = time.perf_counter()
+    folder.state_saved_at = time.perf_counter()
     assert saver.due(3)
+
+
+def test_a_folder_times_its_saves_of_arrays_only(tmp_path):
+    folder = checkpoint.Folder(tmp_path, {"fingerprint": "0" * 16, "config": {}}, resume=False)
+    folder.save(0, {"x": np.arange(1000, dtype=np.float32)}, {})
+    started = folder.state_saved_at
+    folder.save(1, None, {})  # waits for step 0's files first
+    assert folder.state_saved_at == started and 0 < folder.state_save_s < time.perf_counter() - started
+    folder.close()
+    assert sorted(int(p.name) for p in tmp_path.iterdir() if p.name.isdigit()) == [0, 1]
 
 
 def test_the_default_interval_skips_costly_saves_and_resumes_bit_identically(learner, reference, tmp_path,
                                                                               monkeypatch):
     """Saves so costly that none but the first and the pieces' ends are due: two chunks of 6 segments
-    save 3 steps (after segment 1, 6 and 12); interrupted after segment 9, the run resumes from step 1."""
+    save 3 steps (after segment 1, 6 and 12; the cheap save of chunk 1's logs does not make chunk 2's
+    first segment due); interrupted after segment 9, the run resumes from step 1."""
     monkeypatch.setattr(jaxq.sweep, "SAVE_SHARE", 1e-12)
     every_segment = sweep(learner, AXES, **RUN, max_lanes=8, checkpoint_dir=str(tmp_path / "all"),
                           checkpoint_every=100)

@@ -116,6 +116,7 @@ def run(quick: bool = False) -> dict[str, Any]:
                "checkpoint seconds) / run seconds without checkpoints - 1 (it includes what the background writes "
                "take from the run, and the noise of a shared machine), best of 3 each, measured alternately in one "
                "process; checkpoints at the default interval (at most 10 saves per chunk, each at most 5 % of the "
-               "time since the last); lanes_per_s = lanes / run seconds (per lane: the exact Q* at init, 1000 steps, 11 log points of ||Q - Q*||)."),
+               "time since the last); lanes_per_s = lanes / run seconds (per lane: the exact Q* at init, 1000 "
+               "steps, 11 log points of ||Q - Q*||)."),
         headline_overhead=rows[1]["overhead"],
     )
