@@ -10,6 +10,8 @@ A checkpoint folder belongs to one run and holds:
   leaves every older step as it was; the newest :data:`KEEP` steps are kept. Saves are asynchronous:
   :meth:`Folder.save` returns once the arrays are on the host (orbax copies device arrays before it
   returns, so the caller may donate them afterwards) and the files are written in the background;
+  each save of arrays is timed from its start until its files are written (``Folder.state_save_s``,
+  what the sweep's default checkpoint interval spaces its saves by);
 * ``finished/<name>.npz``: the leaves of a pytree written once (to a temporary file that is renamed)
   and listed, with their checksums, in ``meta["finished"]`` of every later step;
 * ``rejected/<step>/``: steps found unusable on a resume, moved aside (kept for inspection).
