@@ -328,8 +328,9 @@ def cmd_sweep(argv: Sequence[str]) -> int:
         "command": "jaxq sweep " + " ".join(argv), "env": env.name, "learner": name})
     _print_rows(summary, result)
     t = result.timing
-    print(f"{t['env_steps']:,} env steps in {t['run_s']:.2f} s ({t['env_steps_per_s'] / 1e6:.2f} M/s), "
-          f"compile {t['compile_s']:.1f} s, {t['devices']} device(s) -> {out}")
+    rate = f"{t['env_steps_per_s'] / 1e6:.2f} M/s"
+    print(f"{_ran(t, rate)}, compile {t['compile_s']:.1f} s, "
+          f"{t['devices']} device(s) -> {out}")
     return 0
 
 
@@ -393,9 +394,17 @@ def cmd_train(argv: Sequence[str]) -> int:
                 line += f"  reached {s['reached_fraction']:.0%}, median step {median}"
         print(line)
     t = run.sweep.timing
-    print(f"{t['env_steps']:,} env steps in {t['run_s']:.1f} s ({t['env_steps_per_s']:,.0f}/s), compile "
-          f"{t['compile_s']:.1f} s -> {out} (policies: jaxq.load_policy({str(out)!r}, lane=i))")
+    rate = f"{t['env_steps_per_s']:,.0f}/s"
+    print(f"{_ran(t, rate)}, compile {t['compile_s']:.1f} s -> {out} "
+          f"(policies: jaxq.load_policy({str(out)!r}, lane=i))")
     return 0
+
+
+def _ran(timing: dict[str, Any], rate: str) -> str:
+    """What the run did: its env steps, seconds and ``rate``, or that a resumed run had none left."""
+    if not timing["run_s"] > 0:
+        return f"{timing['env_steps']:,} env steps, all done before this resume (nothing left to run)"
+    return f"{timing['env_steps']:,} env steps in {timing['run_s']:.2f} s ({rate})"
 
 
 # -- bench ---------------------------------------------------------------------------------------

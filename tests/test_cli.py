@@ -93,6 +93,8 @@ def test_any_checkpoint_interval_and_a_resume_of_a_finished_run(tmp_path, capsys
     summary = json.loads((out / "summary.json").read_text())
     assert summary["timing"]["saves"] == 9  # 100 log points in segments of 12: 8 of 12 and one of 4
     first = np.load(out / "curves.npz")["error"]
+    capsys.readouterr()
     assert main([*argv, "--resume"]) == 0
+    assert "nothing left to run" in capsys.readouterr().out  # not "in 0.00 s (nan M/s)"
     np.testing.assert_array_equal(np.load(out / "curves.npz")["error"], first)
     assert json.loads((out / "summary.json").read_text())["timing"]["resumed_step"] == 8
