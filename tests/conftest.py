@@ -1,5 +1,30 @@
-"""Test session set-up: two simulated CPU devices, so every sweep in the suite is also sharded."""
+"""Test session set-up: two simulated CPU devices, so every sweep in the suite is also sharded, and one
+persistent compilation cache for the whole run.
 
+The suite's time is mostly XLA compiling, and many tests compile the same programs (a study at its
+tiny size in its own test and in ``jaxq reproduce --size tiny``, a learner in the CLI and in the
+library, the workers of the multi-process tests). The first process of the run (pytest, or
+pytest-xdist's controller) makes the cache folder and removes it at exit; the xdist workers and every
+process a test starts inherit it through the environment. A cache set by the user is used as it is.
+"""
+
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
+
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="jaxq-tests-xla-cache-")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
+
+
+def pytest_collection_modifyitems(items):
+    """Test files with a test marked ``slow`` first, each file's tests together and in their order (a
+    file's fixtures are made once per worker): with ``--dist worksteal`` an idle worker takes pending
+    tests from the busy one, so long tests started early leave no worker running one alone at the end."""
+    heavy = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in heavy)

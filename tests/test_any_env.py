@@ -67,6 +67,7 @@ def cartpole_runs():
     return runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FA_LEARNERS)
 def test_fa_learners_run_on_cartpole_with_returns_and_evaluations_only(cartpole_runs, name):
     learner, result = cartpole_runs[name]
@@ -114,6 +115,7 @@ def test_exact_metrics_are_refused_on_a_non_finite_env():
         make_learner("mlp", env, params, steps=10, log_every=10, exact_metrics=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FA_LEARNERS)
 def test_fa_learners_on_lunar_lander_through_the_cli_sweep_gravity_and_wind(name, tmp_path, capsys):
     """Defects 2 and 3: LunarLander's params were all traced (static iteration counts too), and no
@@ -135,6 +137,7 @@ def test_fa_learners_on_lunar_lander_through_the_cli_sweep_gravity_and_wind(name
     assert (out / "sweep.png").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FA_LEARNERS)
 def test_fa_learners_through_the_cli_on_cartpole_and_branching(name, tmp_path):
     """Defect 1: `jaxq sweep branching --learner mlp|linear` crashed on a tabular-only option."""

@@ -30,16 +30,11 @@ def reference():
     return sweep_worker.run(SPEC)
 
 
-@pytest.fixture(scope="module")
-def compile_cache(tmp_path_factory):
-    """A persistent compilation cache shared by the worker processes (they compile the same programs)."""
-    return str(tmp_path_factory.mktemp("jax-cache"))
-
-
-def start(spec, cache):
+def start(spec):
+    """A worker process; it shares the run's compilation cache (conftest.py), caching every program, so
+    that each restart after a kill compiles nothing."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "JAX_COMPILATION_CACHE_DIR": cache, "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
     return subprocess.Popen([sys.executable, str(WORKER), json.dumps(spec)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
 
@@ -74,11 +69,11 @@ def kill(process):
     assert process.returncode == -signal.SIGKILL, output
 
 
-def kill_during_a_save_then_at_random(spec, folder, cache, rng, note):
+def kill_during_a_save_then_at_random(spec, folder, rng, note):
     """Run ``spec`` (checkpointing to ``folder``) in a process, kill it during a save once an older
     step exists (after letting 0 to 5 saves through), resume it in another process and kill that one
     at a random moment (after 1 to 8 more saves)."""
-    first = start(spec, cache)
+    first = start(spec)
     assert wait_for(lambda: steps_in(folder), first), first.communicate()[0]
     for _ in range(rng.randrange(0, 6)):
         wait_for(lambda: not saving(folder), first)
@@ -86,14 +81,15 @@ def kill_during_a_save_then_at_random(spec, folder, cache, rng, note):
     assert wait_for(lambda: saving(folder), first), f"{note}: the run ended before a save was cut"
     kill(first)
     later = max(steps_in(folder)) + rng.randrange(1, 9)
-    second = start({**spec, "options": {**spec["options"], "resume": True}}, cache)
+    second = start({**spec, "options": {**spec["options"], "resume": True}})
     assert wait_for(lambda: max(steps_in(folder)) >= later, second), second.communicate()[0]
     time.sleep(rng.uniform(0.0, 0.03))
     kill(second)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, every, lanes", [(SPEC, 50, 8), (DQN_SPEC, 40, 2)], ids=["tabular", "dqn"])
-def test_sigkill_at_random_moments_then_resume_is_bit_identical(spec, every, lanes, tmp_path, compile_cache):
+def test_sigkill_at_random_moments_then_resume_is_bit_identical(spec, every, lanes, tmp_path):
     # the reference runs in the same chunks: XLA:CPU takes a network's float sums (forward,
     # gradients, mean loss) in an order that depends on how many lanes one call holds, so a DQN run
     # in other chunk sizes differs in the last bits (tabular lanes do not)
@@ -102,7 +98,7 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(spec, every, lan
     folder = tmp_path / "checkpoint"
     spec = {**spec, "out": str(tmp_path / "never.npz"),
             "options": {"checkpoint_dir": str(folder), "checkpoint_every": every, "max_lanes": lanes}}
-    kill_during_a_save_then_at_random(spec, folder, compile_cache, random.Random(seed), f"JAXQ_KILL_SEED={seed}")
+    kill_during_a_save_then_at_random(spec, folder, random.Random(seed), f"JAXQ_KILL_SEED={seed}")
     resumed = sweep_worker.run(spec, resume=True)
     assert identical(resumed.logs, reference), f"JAXQ_KILL_SEED={seed}"
     finals, expected = sweep_worker.finals(resumed), sweep_worker.finals(reference)
@@ -111,7 +107,8 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(spec, every, lan
     assert all(np.array_equal(finals[k], expected[k]) for k in expected), f"JAXQ_KILL_SEED={seed}"
 
 
-def test_saved_on_two_devices_resumes_on_one_and_on_eight(tmp_path, reference, compile_cache):
+@pytest.mark.slow
+def test_saved_on_two_devices_resumes_on_one_and_on_eight(tmp_path, reference):
     spec = {**SPEC, "options": {"max_lanes": 8, "checkpoint_every": 200}}
     saved = tmp_path / "saved"
 
@@ -130,8 +127,7 @@ def test_saved_on_two_devices_resumes_on_one_and_on_eight(tmp_path, reference, c
         shutil.copytree(saved, folder)
         out = tmp_path / f"on{devices}.npz"
         runs[devices] = (start({**spec, "devices": devices, "out": str(out),
-                                "options": {**options, "checkpoint_dir": str(folder), "resume": True}},
-                               compile_cache), out)
+                                "options": {**options, "checkpoint_dir": str(folder), "resume": True}}), out)
     for devices, (process, out) in runs.items():
         output = process.communicate(timeout=600)[0]
         assert process.returncode == 0, output

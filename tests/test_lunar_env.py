@@ -191,6 +191,7 @@ def test_terrain_smoothing_uses_033_and_wraps_around():
     assert y[0] == pytest.approx(0.33 * (11 + 0 + 1), abs=1e-5)  # h[-1] is h[11]
 
 
+@pytest.mark.slow
 def test_jit_vmap_auto_reset_and_truncation_apart_from_termination(discrete):
     env, _ = discrete
     params = LL.make_params(max_steps_in_episode=75)
@@ -221,6 +222,7 @@ def test_jit_vmap_auto_reset_and_truncation_apart_from_termination(discrete):
     assert set(np.unique(rew[term])) <= {-100.0, 100.0}
 
 
+@pytest.mark.slow
 def test_batched_lanes_match_single_environment_steps(discrete, rollout, trans):
     _, params = discrete
     cases = [lander_bodies(6.0 + i, 9.0, 0.1 * i - 0.3, (0.3 * i - 1.0, -1.0)) for i in range(4)]
@@ -234,6 +236,7 @@ def test_batched_lanes_match_single_environment_steps(discrete, rollout, trans):
     assert len({tuple(np.round(obs[2, i], 5)) for i in range(4)}) == 4
 
 
+@pytest.mark.slow
 def test_single_environment_step_matches_batched_near_a_slope(discrete, rollout, trans):
     """A spinning lander with a leg 0.02 m from a sloped edge (a state taken from Box2D). The
     single-environment path once went wrong here (an XLA:CPU miscompile with a batch of one)."""
@@ -317,6 +320,7 @@ def test_traced_out_of_range_actions_are_clipped(discrete, trans):
 # --- numerical safety ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_no_nan_under_extreme_random_actions_for_1e5_steps(continuous):
     env, _ = continuous
     params = LL.make_params(enable_wind=True, wind_power=20.0, turbulence_power=2.0)
@@ -414,6 +418,7 @@ def test_contact_flags_lag_one_step(rollout):
     assert flags[0].tolist() == [0.0, 0.0] and flags[1].tolist() == [1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_velocity_iterations_matter_only_on_the_ground(rollout):
     """The original's 180 sweeps have converged in flight but not on the ground: in flight the
     port gives the same states with 1000 sweeps, after touchdown it does not (as Box2D with more
@@ -544,6 +549,7 @@ def test_push_out_stops_early_with_the_result_of_every_pass():
     assert want_done[:3].all() and np.all(np.asarray(push)[:, :3] == 0)
 
 
+@pytest.mark.slow
 def test_nested_vmaps_join_their_lanes_and_match_one_flat_batch(discrete):
     """Agents over their environments (a vmap of a vmap) are stepped as one batch of lanes, so the
     full velocity iteration stays conditional; the result equals the flat batch's."""

@@ -109,6 +109,7 @@ def _flight_cases(ref, rng, continuous, n_states, actions):
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
 def test_flight_one_step_matches_box2d(ref, envs, port_step, continuous):
     rng = np.random.default_rng(4 + continuous)

@@ -25,6 +25,7 @@ def free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("every", [200, None])  # None: the default interval, decided by process 0 for both
 def test_two_processes_give_the_one_process_result_and_checkpoint(tmp_path, every):
     out = tmp_path / "run"

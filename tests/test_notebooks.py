@@ -21,6 +21,7 @@ def test_committed_without_outputs(path):
         assert not cell.get("outputs") and not cell.get("execution_count"), f"{path.name} has outputs"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes(path, tmp_path, monkeypatch):
     monkeypatch.setenv("JAXQ_NOTEBOOK_SIZE", "tiny")

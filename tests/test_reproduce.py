@@ -9,6 +9,7 @@ from jaxq.cli import main
 from jaxq.studies import STUDIES
 
 
+@pytest.mark.slow
 def test_reproduce_tiny_writes_every_figure_summary_and_the_report(tmp_path):
     out = tmp_path / "reproduce"
     assert main(["reproduce", "--size", "tiny", "--out", str(out)]) == 0
@@ -28,6 +29,7 @@ def test_unknown_study_is_a_clear_error(capsys):
     assert "study='chain_dept' is not allowed (did you mean 'chain_depth'?); choose one of" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(bench.BENCHMARKS))
 def test_benchmarks_run_in_their_quick_form(name, tmp_path):
     for peer in bench.PEERS[name]:

@@ -87,6 +87,7 @@ def test_mellowmax_is_a_soft_maximum():
 
 
 # -- the studies at size tiny ----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_chain_depth_outputs(outputs):
     summary, curves = outputs["chain_depth"]
     seeds = summary["setup"]["seeds"]
@@ -104,6 +105,7 @@ def test_chain_depth_outputs(outputs):
     assert set(summary["judgement"]) == {"reset", "stay"}
 
 
+@pytest.mark.slow
 def test_per_state_bias_outputs(outputs):
     summary, curves = outputs["per_state_bias"]
     assert curves["bias"].shape == (2, 3, summary["setup"]["seeds"], 33)

@@ -96,6 +96,7 @@ def tiny(tmp_path_factory):
     return out, run(out, "tiny")
 
 
+@pytest.mark.slow
 def test_tiny_study_writes_every_method_the_table_the_figure_and_a_verdict_per_claim(tiny):
     out, summary = tiny
     assert json.loads((out / "summary.json").read_text())["verdict"] == summary["verdict"]
