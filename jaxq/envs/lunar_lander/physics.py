@@ -36,10 +36,11 @@ Contacts of the hull are detected (they end the episode) but not solved: the ste
 hull first touches is the last one of an episode, so its contact forces never matter.
 
 :func:`physics_step` takes one environment. Under ``vmap`` it moves the batch to the last axis
-(``jax.custom_batching.custom_vmap``) and runs :func:`step_batched`, whose every operation is then
-one vectorised loop over the environments; arrays there follow :mod:`kinematics` (structure axes
-first, batch last). The lanes near the ground are gathered to the front of the batch and only they
-pay for the full velocity iteration.
+(``jax.custom_batching.custom_vmap``) and runs :func:`begin_step` (contacts, flight velocities),
+:func:`swept_velocities` for the lanes near the ground (gathered to the front of the batch, so only
+they pay for the full velocity iteration) and :func:`finish_step` (everything after the velocity
+solve), whose every operation is one vectorised loop over the environments; arrays there follow
+:mod:`kinematics` (structure axes first, batch last).
 """
 
 from __future__ import annotations
@@ -294,63 +295,76 @@ def solve_arrow_inverse(mass):
     return K.solve_arrow(mass, K.expand(np.eye(5, dtype=np.float32), mass, 2))
 
 
-def _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config, needs, contact: bool):
-    """The step's velocity solve, as the original's sequential impulses compute it.
+class Velocities(NamedTuple):
+    """A velocity solve's result: reduced velocity ``u [5]``, body velocities ``vel [2, 3]``,
+    angular velocities ``ang [3]`` and the accumulated impulses ``[16]``."""
 
-    Off the ground the sweeps converge: :mod:`flight` gives the exact solution and the impulses
-    the engine would be left with. With ``contact`` (static), lanes that ``need`` it run the
-    sweeps themselves (:mod:`impulses`), all ``velocity_iterations`` of them, and their body
-    velocities are projected onto the joints. Returns the reduced velocity, the body velocities
-    ``[2, 3]`` and angular velocities ``[3]`` after the solve, and the impulses ``[16]``.
-    """
+    u: jax.Array
+    vel: jax.Array
+    ang: jax.Array
+    impulses: jax.Array
+
+
+def _joint_constants(p: K.Pose, position: jax.Array) -> tuple[impulses.Joint, impulses.Joint]:
+    ra = p.origin - p.com
+    return tuple(impulses.joint_constants(ra[0], ra[1], p.origin[0] - p.leg_com[0, k],
+                                          p.origin[1] - p.leg_com[1, k], position[3 + k], k)
+                 for k in range(2))
+
+
+def flight_velocities(p: K.Pose, minv: jax.Array, mech: Mechanism, hull_impulse: jax.Array,
+                      forces: StepForces, config: SolverConfig) -> Velocities:
+    """The velocity solve off the ground, where the original's sweeps converge: the exact solution
+    of the joint rows (:mod:`flight`), the engine's joint impulses and no contact impulses."""
     g = forces.gravity * C.DT
     max_impulse = forces.motor_torque * C.DT
-    ra = p.origin - p.com
-    joints = tuple(impulses.joint_constants(ra[0], ra[1], p.origin[0] - p.leg_com[0, k],
-                                            p.origin[1] - p.leg_com[1, k], mech.position[3 + k], k)
-                   for k in range(2))
     warm_joints = mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:])
     u_star = mech.velocity + K.matvec(minv[:, :3], hull_impulse)
     u_star = u_star.at[1].add(g)
     fold = K.expand(flight.FOLD_SIGN, mech.position, 1) * mech.position[3:]
     u, lam = flight.solve_rows(minv, u_star, fold, max_impulse)
-    joint_acc = flight.engine_impulses(p, mech.velocity, u, lam, joints, warm_joints, g,
-                                       config.velocity_iterations, max_impulse)
-    contact_acc = jnp.zeros((4, 2) + lam.shape[1:], lam.dtype)
+    joint_acc = flight.engine_impulses(p, mech.velocity, u, lam, _joint_constants(p, mech.position),
+                                       warm_joints, g, config.velocity_iterations, max_impulse)
     vel, ang = K.body_velocities(p, u)
-    if contact:
-        start_vel, start_ang = K.body_velocities(p, mech.velocity)
-        hull = (start_vel[0, 0] + hull_impulse[0] / C.LANDER_MASS,
-                start_vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
-                start_ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
-        legs = [(start_vel[0, k + 1], start_vel[1, k + 1] + g, start_ang[k + 1]) for k in range(2)]
-        r = slots.point - jnp.repeat(p.leg_com, 2, axis=1)
-        manifolds = tuple(impulses.manifold_constants(r[:, 2 * k:2 * k + 2], slots.normal[:, 2 * k:2 * k + 2],
-                                                      slots.touch[2 * k:2 * k + 2], k) for k in range(2))
-        old = mech.impulses[8:].reshape((4, 2) + mech.impulses.shape[1:])
-        # A contact point keeps its impulses if the same feature of the same leg touched last step.
-        carried = []
-        for s in range(4):
-            leg = s // 2
-            acc = jnp.zeros_like(old[0])
-            for o in (2 * leg, 2 * leg + 1):
-                same = (mech.features[o] == slots.feature[s]) & slots.touch[s]
-                acc = jnp.where(same[None], old[o], acc)
-            carried.append(acc)
-        warm = impulses.Impulses(warm_joints, jnp.stack(carried))
-        bodies, acc = impulses.solve((hull, *legs), joints, manifolds, warm, forces.friction,
-                                     max_impulse, config.velocity_iterations)
-        swept_vel = jnp.stack([jnp.stack([b[0], b[1]]) for b in bodies], 1)
-        swept_ang = jnp.stack([b[2] for b in bodies])
-        swept_u = K.project_velocities(p, swept_vel, swept_ang)
-        u = jnp.where(needs, swept_u, u)
-        vel = jnp.where(needs, swept_vel, vel)
-        ang = jnp.where(needs, swept_ang, ang)
-        joint_acc = jnp.where(needs, acc.joints, joint_acc)
-        contact_acc = jnp.where(needs, acc.contacts, contact_acc)
     rest = lam.shape[1:]
-    flat = jnp.concatenate([joint_acc.reshape((8,) + rest), contact_acc.reshape((8,) + rest)])
-    return u, vel, ang, flat
+    flat = jnp.concatenate([joint_acc.reshape((8,) + rest), jnp.zeros((8,) + rest, lam.dtype)])
+    return Velocities(u, vel, ang, flat)
+
+
+def swept_velocities(p: K.Pose, mech: Mechanism, slots: collision.Manifold, hull_impulse: jax.Array,
+                     forces: StepForces, config: SolverConfig) -> Velocities:
+    """The velocity solve as the original's warm-started sequential impulses compute it, all
+    ``velocity_iterations`` sweeps of joints and leg contacts (:mod:`impulses`), for a lane near
+    the ground; the body velocities are projected onto the joints."""
+    g = forces.gravity * C.DT
+    max_impulse = forces.motor_torque * C.DT
+    warm_joints = mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:])
+    start_vel, start_ang = K.body_velocities(p, mech.velocity)
+    hull = (start_vel[0, 0] + hull_impulse[0] / C.LANDER_MASS,
+            start_vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
+            start_ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
+    legs = [(start_vel[0, k + 1], start_vel[1, k + 1] + g, start_ang[k + 1]) for k in range(2)]
+    r = slots.point - jnp.repeat(p.leg_com, 2, axis=1)
+    manifolds = tuple(impulses.manifold_constants(r[:, 2 * k:2 * k + 2], slots.normal[:, 2 * k:2 * k + 2],
+                                                  slots.touch[2 * k:2 * k + 2], k) for k in range(2))
+    old = mech.impulses[8:].reshape((4, 2) + mech.impulses.shape[1:])
+    # A contact point keeps its impulses if the same feature of the same leg touched last step.
+    carried = []
+    for s in range(4):
+        leg = s // 2
+        acc = jnp.zeros_like(old[0])
+        for o in (2 * leg, 2 * leg + 1):
+            same = (mech.features[o] == slots.feature[s]) & slots.touch[s]
+            acc = jnp.where(same[None], old[o], acc)
+        carried.append(acc)
+    warm = impulses.Impulses(warm_joints, jnp.stack(carried))
+    bodies, acc = impulses.solve((hull, *legs), _joint_constants(p, mech.position), manifolds, warm,
+                                 forces.friction, max_impulse, config.velocity_iterations)
+    vel = jnp.stack([jnp.stack([b[0], b[1]]) for b in bodies], 1)
+    ang = jnp.stack([b[2] for b in bodies])
+    rest = ang.shape[1:]
+    flat = jnp.concatenate([acc.joints.reshape((8,) + rest), acc.contacts.reshape((8,) + rest)])
+    return Velocities(K.project_velocities(p, vel, ang), vel, ang, flat)
 
 
 def needs_contact_solve(position: jax.Array, heights: jax.Array) -> jax.Array:
@@ -360,24 +374,37 @@ def needs_contact_solve(position: jax.Array, heights: jax.Array) -> jax.Array:
     return K.any_of(sep <= C.CONTACT_DISTANCE, 0)
 
 
-def step_batched(
-    mech: Mechanism,
-    heights: jax.Array,
-    hull_impulse: jax.Array,
-    forces: StepForces,
-    config: SolverConfig,
-    needs: jax.Array,
-    contact: bool,
-) -> tuple[Mechanism, StepResult]:
-    """:func:`physics_step` for arrays with the batch on the trailing axes; ``needs`` marks the
-    lanes that run the full velocity iteration, which happens only with ``contact`` (static)."""
+class Stage(NamedTuple):
+    """A step up to its velocity solve (batch-last): the poses at the start of the step, the
+    contact slots, the edges each leg touches and the hull's flag (:func:`contacts`), the inverse
+    reduced mass matrix and the solved velocities."""
+
+    pose: K.Pose
+    slots: collision.Manifold
+    touched: jax.Array
+    hull_touch: jax.Array
+    minv: jax.Array
+    solved: Velocities
+
+
+def begin_step(mech: Mechanism, heights: jax.Array, hull_impulse: jax.Array, forces: StepForces,
+               config: SolverConfig) -> Stage:
+    """Contacts on the poses at the start of the step, and the velocity solve off the ground
+    (:func:`flight_velocities`); lanes near the ground replace it by :func:`swept_velocities`."""
     p = K.pose(mech.position)
     slots, touched, hull_touch = contacts(heights, p)
-    fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
     minv = solve_arrow_inverse(K.mass_matrix(p))
-    u_new, vel, ang, accumulated = _velocity_solve(p, minv, mech, slots, hull_impulse, forces, config,
-                                                   needs, contact)
-    u_new = _cap(u_new)
+    solved = flight_velocities(p, minv, mech, hull_impulse, forces, config)
+    return Stage(p, slots, touched, hull_touch, minv, solved)
+
+
+def finish_step(stage: Stage, mech: Mechanism, heights: jax.Array,
+                config: SolverConfig) -> tuple[Mechanism, StepResult]:
+    """Positions, push-out, continuous collision, joint limits, contact events and sleep after
+    the velocity solve of ``stage``."""
+    p, slots, minv = stage.pose, stage.slots, stage.minv
+    fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
+    u_new = _cap(stage.solved.u)
 
     # Positions, then push-out of overlapping contacts (separations predicted to first order).
     position = mech.position + C.DT * u_new
@@ -396,21 +423,27 @@ def step_batched(
     reached, hull_close = close_to_ground(heights, K.pose(position))
     nearest = jnp.floor(slots.feature[0::2] / collision.FEATURES)  # each leg's nearest point's edge
     reached = jnp.concatenate([reached, jnp.where(leg_hit, nearest, -1.0)[:, None]], 1)
-    begin, end, after = contact_events(mech.edges, touched, reached)
+    begin, end, after = contact_events(mech.edges, stage.touched, reached)
 
     # Sleep: the engine tests the bodies' own velocities after its velocity solve.
+    vel, ang = stage.solved.vel, stage.solved.ang
     calm = (K.dot2(vel, vel) <= C.LINEAR_SLEEP_TOLERANCE**2) & (ang * ang <= C.ANGULAR_SLEEP_TOLERANCE**2)
     calm_steps = jnp.where(calm, mech.calm_steps + 1, 0).astype(jnp.int32)
     asleep = (K.smallest(calm_steps) >= C.SLEEP_STEPS) & contacts_ok & joints_ok[0] & joints_ok[1]
 
     features = jnp.where(slots.touch, slots.feature, -1.0)
-    new = Mechanism(position=position, velocity=u_new, impulses=accumulated, features=features,
+    new = Mechanism(position=position, velocity=u_new, impulses=stage.solved.impulses, features=features,
                     edges=after, calm_steps=calm_steps)
-    return new, StepResult(begin, end, hull_touch | hull_close, asleep)
+    return new, StepResult(begin, end, stage.hull_touch | hull_close, asleep)
 
 
-CHUNK = 4096  # environments per pass of the flight step (bounds its intermediates; 4096 measured fastest)
+CHUNK = 4096  # environments per pass of begin_step and finish_step (bounds their intermediates; 4096 measured fastest)
 CONTACT_CHUNK = 32  # environments per pass of the full velocity iteration
+
+
+def _pad(tree, pad: int):
+    """Pad the trailing (batch) axis of every leaf by repeating its last lane ``pad`` times."""
+    return jax.tree.map(lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge"), tree)
 
 
 def _chunked(fn, args, size: int):
@@ -426,7 +459,7 @@ def _chunked(fn, args, size: int):
     pad = n * width - size
 
     def split(x):
-        x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge")
+        x = _pad(x, pad)
         return jnp.moveaxis(x.reshape(x.shape[:-1] + (n, width)), -2, 0)
 
     def join(x):
@@ -437,37 +470,27 @@ def _chunked(fn, args, size: int):
     return jax.tree.map(join, jax.lax.map(fn, jax.tree.map(split, args)))
 
 
-@functools.lru_cache(maxsize=None)
-def _vmappable_step(config: SolverConfig):
-    """The per-environment step for ``config``; ``vmap`` runs it batch-last, in chunks.
+def _sweep_near_ground(stage: Stage, mech: Mechanism, impulse: jax.Array, forces: StepForces,
+                       needs: jax.Array, config: SolverConfig) -> Velocities:
+    """``stage``'s velocities, with the lanes that ``need`` it (sorted to the front of the batch)
+    solved by the full sweeps, ``CONTACT_CHUNK`` lanes at a time; the rest keep the flight
+    solve."""
+    size = needs.shape[-1]
+    width = max(2, min(size, CONTACT_CHUNK))
+    pad = -size % width
+    inputs = _pad((stage.pose, stage.slots, mech, impulse, forces, needs, stage.solved), pad)
+    count = jnp.sum(needs.astype(jnp.int32))
 
-    Lanes near the ground are sorted to the front of the batch first, so that only the chunks
-    that hold them run the full velocity iteration (each lane's result depends only on its own
-    state, not on its neighbours)."""
+    def solve(part):
+        p, slots, mech, impulse, forces, needs, solved = part
+        swept = swept_velocities(p, mech, slots, impulse, forces, config)
+        return jax.tree.map(lambda s, f: jnp.where(needs, s, f), swept, solved)
 
-    def flight(args):
-        *rest, needs = args
-        return step_batched(*rest, config, needs, False)
-
-    def contact(args):
-        *rest, needs = args
-        return step_batched(*rest, config, needs, True)
-
-    def sorted_run(args, size):
-        mech, heights = args[0], args[1]
-        needs = needs_contact_solve(mech.position, heights)
-        order = jnp.argsort(jnp.logical_not(needs), stable=True)
-        gathered = jax.tree.map(lambda x: jnp.take(x, order, axis=-1), args + (needs,))
-        out = _chunked(flight, gathered, size)
-        # The lanes near the ground (now at the front) again, CONTACT_CHUNK at a time, with the
-        # full velocity iteration.
-        width = max(2, min(size, CONTACT_CHUNK))
-        pad = -size % width
-        padded = jax.tree.map(lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge"),
-                              gathered)
-        out = jax.tree.map(lambda x: jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, pad)], mode="edge"), out)
-        count = jnp.sum(needs.astype(jnp.int32))
-
+    if size + pad == width:
+        # One chunk: a conditional, because XLA hoists the whole-array "slice" of a one-chunk
+        # loop out of the loop and would run the full iteration on every step.
+        out = jax.lax.cond(count > 0, solve, lambda part: part[-1], inputs)
+    else:
         def more(carry):
             return carry[0] * width < count
 
@@ -475,20 +498,35 @@ def _vmappable_step(config: SolverConfig):
             i, out = carry
             start = i * width
             part = jax.tree.map(lambda x: jax.lax.dynamic_slice_in_dim(x, start, width, axis=x.ndim - 1),
-                                padded)
-            res = contact(part)
+                                inputs)
             out = jax.tree.map(lambda o, r: jax.lax.dynamic_update_slice_in_dim(o, r, start, axis=o.ndim - 1),
-                               out, res)
+                               out, solve(part))
             return i + 1, out
 
-        if size + pad == width:
-            # One chunk: a conditional, because XLA hoists the whole-array "slice" of a one-chunk
-            # loop out of the loop and would run the full iteration on every step.
-            out = jax.lax.cond(count > 0, contact, lambda _: out, padded)
-        else:
-            _, out = jax.lax.while_loop(more, one, (jnp.zeros((), jnp.int32), out))
+        _, out = jax.lax.while_loop(more, one, (jnp.zeros((), jnp.int32), inputs[-1]))
+    return jax.tree.map(lambda x: x[..., :size], out)
+
+
+@functools.lru_cache(maxsize=None)
+def _vmappable_step(config: SolverConfig):
+    """The per-environment step for ``config``; ``vmap`` runs it batch-last, in chunks.
+
+    Lanes near the ground are sorted to the front of the batch, so that only the chunks that hold
+    them run the full velocity iteration (each lane's result depends only on its own state, not on
+    its neighbours). Every lane's step is :func:`begin_step`, the sweeps where needed, then
+    :func:`finish_step`: the program holds one copy of each."""
+
+    def sorted_run(args, size):
+        mech, heights = args[0], args[1]
+        needs = needs_contact_solve(mech.position, heights)
+        order = jnp.argsort(jnp.logical_not(needs), stable=True)
+        mech, heights, impulse, forces, needs = jax.tree.map(lambda x: jnp.take(x, order, axis=-1),
+                                                             args + (needs,))
+        stage = _chunked(lambda a: begin_step(*a, config), (mech, heights, impulse, forces), size)
+        stage = stage._replace(solved=_sweep_near_ground(stage, mech, impulse, forces, needs, config))
+        out = _chunked(lambda a: finish_step(*a, config), (stage, mech, heights), size)
         back = jnp.argsort(order)
-        return jax.tree.map(lambda x: jnp.take(x[..., :size], back, axis=-1), out)
+        return jax.tree.map(lambda x: jnp.take(x, back, axis=-1), out)
 
     @custom_vmap
     def lanes(args):
