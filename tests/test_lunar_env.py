@@ -549,6 +549,25 @@ def test_push_out_stops_early_with_the_result_of_every_pass():
     assert want_done[:3].all() and np.all(np.asarray(push)[:, :3] == 0)
 
 
+def test_a_step_holds_one_copy_of_each_phase(discrete, monkeypatch):
+    """The lanes near the ground rerun only the velocity sweeps: tracing one step traces the
+    step's start, the sweeps and its end once each (a second copy of the whole step for the lanes
+    near the ground made the program half as large again and slower to compile)."""
+    from jaxq.envs.lunar_lander import physics
+
+    env, params = discrete
+    calls = dict.fromkeys(("begin_step", "swept_velocities", "finish_step"), 0)
+    for name in calls:
+        def counted(*args, _phase=getattr(physics, name), _name=name):
+            calls[_name] += 1
+            return _phase(*args)
+
+        monkeypatch.setattr(physics, name, counted)
+    _, state = env.reset(jax.random.PRNGKey(0), params)
+    jax.make_jaxpr(partial(env.step, params=params))(jax.random.PRNGKey(1), state, 0)
+    assert calls == {"begin_step": 1, "swept_velocities": 1, "finish_step": 1}, calls
+
+
 @pytest.mark.slow
 def test_nested_vmaps_join_their_lanes_and_match_one_flat_batch(discrete):
     """Agents over their environments (a vmap of a vmap) are stepped as one batch of lanes, so the
