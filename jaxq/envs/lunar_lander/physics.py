@@ -306,6 +306,8 @@ class Velocities(NamedTuple):
 
 
 def _joint_constants(p: K.Pose, position: jax.Array) -> tuple[impulses.Joint, impulses.Joint]:
+    """Both joints' per-step constants (:func:`impulses.joint_constants`): anchors from the poses,
+    limit states from the joint angles."""
     ra = p.origin - p.com
     return tuple(impulses.joint_constants(ra[0], ra[1], p.origin[0] - p.leg_com[0, k],
                                           p.origin[1] - p.leg_com[1, k], position[3 + k], k)
