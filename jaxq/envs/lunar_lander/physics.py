@@ -314,13 +314,18 @@ def _joint_constants(p: K.Pose, position: jax.Array) -> tuple[impulses.Joint, im
                  for k in range(2))
 
 
+def _step_constants(mech: Mechanism, forces: StepForces) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """What both velocity solves start from: gravity's velocity change ``g dt``, the motors'
+    impulse bound ``torque dt`` and the last step's joint impulses ``[2, 4]`` (the warm start)."""
+    return (forces.gravity * C.DT, forces.motor_torque * C.DT,
+            mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:]))
+
+
 def flight_velocities(p: K.Pose, minv: jax.Array, mech: Mechanism, hull_impulse: jax.Array,
                       forces: StepForces, config: SolverConfig) -> Velocities:
     """The velocity solve off the ground, where the original's sweeps converge: the exact solution
     of the joint rows (:mod:`flight`), the engine's joint impulses and no contact impulses."""
-    g = forces.gravity * C.DT
-    max_impulse = forces.motor_torque * C.DT
-    warm_joints = mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:])
+    g, max_impulse, warm_joints = _step_constants(mech, forces)
     u_star = mech.velocity + K.matvec(minv[:, :3], hull_impulse)
     u_star = u_star.at[1].add(g)
     fold = K.expand(flight.FOLD_SIGN, mech.position, 1) * mech.position[3:]
@@ -338,9 +343,7 @@ def swept_velocities(p: K.Pose, mech: Mechanism, slots: collision.Manifold, hull
     """The velocity solve as the original's warm-started sequential impulses compute it, all
     ``velocity_iterations`` sweeps of joints and leg contacts (:mod:`impulses`), for a lane near
     the ground; the body velocities are projected onto the joints."""
-    g = forces.gravity * C.DT
-    max_impulse = forces.motor_torque * C.DT
-    warm_joints = mech.impulses[:8].reshape((2, 4) + mech.impulses.shape[1:])
+    g, max_impulse, warm_joints = _step_constants(mech, forces)
     start_vel, start_ang = K.body_velocities(p, mech.velocity)
     hull = (start_vel[0, 0] + hull_impulse[0] / C.LANDER_MASS,
             start_vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
