@@ -1,5 +1,6 @@
-"""Test session set-up: two simulated CPU devices, so every sweep in the suite is also sharded, and one
-persistent compilation cache for the whole run.
+"""Test session set-up: two simulated CPU devices, so every sweep in the suite is also sharded, one
+persistent compilation cache for the whole run, and one ``jaxq reproduce --size tiny`` whose outputs
+the reproduce test and the study tests all read.
 
 The suite's time is mostly XLA compiling, and many tests compile the same programs (a study at its
 tiny size in its own test and in ``jaxq reproduce --size tiny``, a learner in the CLI and in the
@@ -13,6 +14,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")
 
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
@@ -23,8 +26,25 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 
 def pytest_collection_modifyitems(items):
-    """Test files with a test marked ``slow`` first, each file's tests together and in their order (a
-    file's fixtures are made once per worker): with ``--dist worksteal`` an idle worker takes pending
-    tests from the busy one, so long tests started early leave no worker running one alone at the end."""
+    """Test files that read the ``reproduced`` folder first, then files with a test marked ``slow``,
+    each file's tests together and in their order (fixtures are made once per worker).
+
+    With ``--dist worksteal`` the first worker starts with the first half of this order and an idle
+    worker takes pending tests from the *end* of a busy one's queue: the readers of ``reproduced``
+    stay on one worker, which runs the studies once, and long tests started early leave no worker
+    running one alone at the end."""
+    readers = {item.path for item in items if "reproduced" in getattr(item, "fixturenames", ())}
     heavy = {item.path for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.path not in heavy)
+    items.sort(key=lambda item: (item.path not in readers, item.path not in heavy))
+
+
+@pytest.fixture(scope="session")
+def reproduced(tmp_path_factory):
+    """The folder of one ``jaxq reproduce --size tiny`` (``<study>/summary.json``, ``curves.npz``, the
+    figure, ``report.md``, ``report.json``): every study at the size the study tests check. Read only;
+    a test that writes copies what it needs."""
+    from jaxq.cli import main
+
+    out = tmp_path_factory.mktemp("reproduce")
+    assert main(["reproduce", "--size", "tiny", "--out", str(out)]) == 0
+    return out

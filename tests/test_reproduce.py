@@ -10,9 +10,8 @@ from jaxq.studies import STUDIES
 
 
 @pytest.mark.slow
-def test_reproduce_tiny_writes_every_figure_summary_and_the_report(tmp_path):
-    out = tmp_path / "reproduce"
-    assert main(["reproduce", "--size", "tiny", "--out", str(out)]) == 0
+def test_reproduce_tiny_writes_every_figure_summary_and_the_report(reproduced):
+    out = reproduced
     report = (out / "report.md").read_text()
     for name in STUDIES:
         summary = json.loads((out / name / "summary.json").read_text())
