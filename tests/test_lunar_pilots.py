@@ -79,6 +79,7 @@ def test_ground_statistics_on_a_hand_made_trajectory():
     assert stats["out"] == pytest.approx(0.5)
     assert stats["ground_steps"] == pytest.approx((4 + 1) / 2)
     assert stats["counts"]["right_engine_on_ground"] == 1
+    assert stats["counts"]["both_legs_episodes"] == 2 and stats["counts"]["left_engine_on_ground_episodes"] == 1
 
 
 def test_pad_lays_out_episode_records():
@@ -105,6 +106,23 @@ def test_compare_ground_judges_relative_differences():
     rows = ground.compare_ground(port, box)
     assert rows["tilt_right_engine"]["pass"] and rows["tilt_left_engine"]["pass"]
     assert not rows["out"]["pass"]
+
+
+def test_a_mean_over_few_episodes_is_reported_but_not_judged():
+    box = {k: 1.0 for k in ground.GROUND_KEYS}
+    port = dict(box, tilt_left_engine=-0.33, landed_speed=2.0)
+    enough = {f"{s}_episodes": ground.MIN_EPISODES for s in ground.CONDITIONED_ON.values()}
+    few = dict(enough, left_engine_on_ground_episodes=ground.MIN_EPISODES - 1)
+    rows = ground.compare_ground({**port, "counts": enough}, {**box, "counts": few})
+    assert rows["tilt_left_engine"]["few"] and rows["tilt_left_engine"]["pass"]
+    assert compare._pair({"ground": rows}, "tilt_left_engine", "+.3f") == "-0.330 / +1.000 (few)"  # still reported
+    assert compare.ground_judged(rows) == "8/9 within 20 % (1 on fewer than 20 episodes a side, not judged)"
+    assert not rows["landed_speed"]["few"] and not rows["landed_speed"]["pass"]  # enough episodes: judged
+    rows = ground.compare_ground({**port, "counts": enough}, {**box, "counts": enough})
+    assert not rows["tilt_left_engine"]["few"] and not rows["tilt_left_engine"]["pass"]
+    # a share over all steps or episodes is judged whatever the counts
+    rows = ground.compare_ground(dict(port, out=0.5, counts=few), dict(box, out=0.1, counts=few))
+    assert not rows["out"]["few"] and not rows["out"]["pass"]
 
 
 def test_parting_finds_the_first_step_that_differs():

@@ -487,6 +487,14 @@ def _open_loop_actions(ref: ModuleType, setup: Setup, n: int) -> np.ndarray | No
     return np.zeros(shape, np.float32 if setup.continuous else np.int32)
 
 
+def ground_judged(rows: dict[str, dict[str, Any]]) -> str:
+    """``"k/m within 20 %"`` over the judged on-ground statistics, and how many rest on too few episodes."""
+    judged = [r for r in rows.values() if not r.get("few")]
+    few = len(rows) - len(judged)
+    text = f"{sum(r['pass'] for r in judged)}/{len(judged)} within {100 * ground.RELATIVE_TOLERANCE:.0f} %"
+    return text + (f" ({few} on fewer than {ground.MIN_EPISODES} episodes a side, not judged)" if few else "")
+
+
 def compare_setup(ref: ModuleType, setup: Setup, n: int, variants: bool) -> tuple[dict, dict]:
     """One row: N episodes per side, the paired replays and (``variants``) the Box2D variants.
     Returns the row's summary and its raw arrays."""
@@ -549,7 +557,7 @@ def compare_setup(ref: ModuleType, setup: Setup, n: int, variants: bool) -> tupl
                    f"{100 * box2d_stats['landing_fraction']:.1f}%; crashed "
                    f"{100 * port_stats['outcomes']['crash']:.1f}% vs "
                    f"{100 * box2d_stats['outcomes']['crash']:.1f}%; on-ground statistics "
-                   f"{sum(r['pass'] for r in ground_rows.values())}/{len(ground_rows)} within 20 %; "
+                   f"{ground_judged(ground_rows)}; "
                    f"paired replays {pair['mean_return_diff']:+.1f} ± {pair['se_return_diff']:.1f}",
     }
     return row, raw
@@ -597,7 +605,9 @@ def run(out: Path, size: str = "full") -> dict[str, Any]:
         "criteria": {"return": f"|port - Box2D| <= max({RETURN_TOLERANCE}, {RETURN_SE_FACTOR} "
                                f"combined s.e.)",
                      "rates": f"landing and crash within {RATE_TOLERANCE}",
-                     "ground": f"each on-ground statistic within {ground.RELATIVE_TOLERANCE:.0%}",
+                     "ground": f"each on-ground statistic within {100 * ground.RELATIVE_TOLERANCE:.0f} %; a "
+                               f"mean over the steps of a situation only when >= {ground.MIN_EPISODES} "
+                               "episodes of each side contain it",
                      "tilt": f"first crashing tilt on each side within {TILT_TOLERANCE} rad"},
         "box2d_variants": {name: f"Box2D episodes (same seeds) with {options}"
                            for name, options in BOX2D_VARIANTS.items()},
@@ -619,18 +629,20 @@ def rejudge(summary: dict[str, Any]) -> dict[str, Any]:
     """The summary's rows judged again by the current criteria from their stored statistics."""
     for row in summary["rows"].values():
         row["port_minus_box2d"] = check_parity(row["port"], row["box2d"])
-        stats = {side: {k: v[side] for k, v in row["ground"].items()} for side in ("port", "box2d")}
+        stats = {side: {**{k: v[side] for k, v in row["ground"].items()},
+                        "counts": row.get("ground_counts", {}).get(side, {})} for side in ("port", "box2d")}
         row["ground"] = ground.compare_ground(stats["port"], stats["box2d"])
         row["pass"] = row["port_minus_box2d"]["pass"] and all(r["pass"] for r in row["ground"].values())
     return summary
 
 
 def _pair(row: dict[str, Any], key: str, fmt: str) -> str:
-    """``port / box2d`` of one on-ground statistic; ``--`` where a side never saw the situation."""
+    """``port / box2d`` of one on-ground statistic; ``--`` where a side never saw the situation;
+    ``(few)`` where it rests on too few episodes to be judged, ``✗`` where it is outside tolerance."""
     entry = row["ground"][key]
     if _missing(entry["port"]) and _missing(entry["box2d"]):
         return "--"
-    mark = "" if entry["pass"] else " ✗"
+    mark = " (few)" if entry.get("few") else ("" if entry["pass"] else " ✗")
     return f"{_number(entry['port'], fmt)} / {_number(entry['box2d'], fmt)}{mark}"
 
 

@@ -25,6 +25,14 @@ ABSOLUTE_FLOOR = {"both_legs": 0.005, "one_leg": 0.005, "right_leg_alone": 0.005
                   "left_leg_alone": 0.005, "landed_speed": 0.01, "tilt_right_engine": 0.01,
                   "tilt_left_engine": 0.01, "crash_after_landing": 0.005, "out": 0.005,
                   "ground_steps": 2.0}
+# Means over the steps of a situation (the speed with both legs down, the tilt after a side engine
+# fired with both legs down) are judged only when at least MIN_EPISODES episodes of each side contain
+# such a step: steps of one episode are strongly correlated, so a mean from a handful of episodes
+# (a pilot fighting one tipping hull) says nothing about the physics. Below that, both values are
+# reported and the statistic is not judged.
+CONDITIONED_ON = {"landed_speed": "both_legs", "tilt_right_engine": "right_engine_on_ground",
+                  "tilt_left_engine": "left_engine_on_ground"}
+MIN_EPISODES = 20
 PART_TOLERANCE = 0.01  # observation units: paired runs have parted once a state entry differs more
 
 
@@ -71,7 +79,8 @@ def ground_statistics(obs: np.ndarray, next_obs: np.ndarray, side: np.ndarray, a
     mean hull angle after a step that fired that side engine with both legs down. Per episode:
     ``crash_after_landing`` (share of episodes that crash or leave the screen after a step with
     both legs down), ``out`` (share that leave the screen), ``ground_steps`` (mean steps with a
-    leg down). ``counts`` gives the number of steps or episodes behind each mean.
+    leg down). ``counts`` gives the number of steps behind each mean and, for each situation of
+    :data:`CONDITIONED_ON`, the number of episodes with such a step (``<situation>_episodes``).
     """
     right, left = obs[..., 6] > 0.5, obs[..., 7] > 0.5
     both = right & left & alive
@@ -92,27 +101,42 @@ def ground_statistics(obs: np.ndarray, next_obs: np.ndarray, side: np.ndarray, a
         "out": float(np.mean(outcomes == "out")),
         "ground_steps": float(((right | left) & alive).sum(axis=0).mean()),
     }
+    situations = {"both_legs": both, "right_engine_on_ground": fire_right, "left_engine_on_ground": fire_left}
     stats["counts"] = {"steps": int(steps), "both_legs_steps": int(both.sum()),
                        "right_engine_on_ground": int(fire_right.sum()),
-                       "left_engine_on_ground": int(fire_left.sum()), "episodes": len(outcomes)}
+                       "left_engine_on_ground": int(fire_left.sum()), "episodes": len(outcomes),
+                       **{f"{name}_episodes": int(mask.any(axis=0).sum()) for name, mask in situations.items()}}
     return stats
+
+
+def too_few_episodes(key: str, port_counts: dict[str, int], box2d_counts: dict[str, int]) -> bool:
+    """Whether statistic ``key`` rests on fewer than :data:`MIN_EPISODES` episodes on a side (see
+    :data:`CONDITIONED_ON`; counts without episode numbers, from older summaries, never are)."""
+    situation = CONDITIONED_ON.get(key)
+    if situation is None:
+        return False
+    found = [counts.get(f"{situation}_episodes") for counts in (port_counts, box2d_counts)]
+    return any(n is not None and n < MIN_EPISODES for n in found)
 
 
 def compare_ground(port: dict[str, Any], box2d: dict[str, Any],
                    tolerance: float = RELATIVE_TOLERANCE) -> dict[str, dict[str, Any]]:
     """Per statistic: both values, the relative difference ``|port - box2d| / |box2d|`` and
     whether it is within ``tolerance`` or within the statistic's :data:`ABSOLUTE_FLOOR`. A
-    statistic that neither side has (no such steps: NaN on both) passes as not applicable."""
+    statistic that neither side has (no such steps: NaN on both) passes as not applicable; one that
+    rests on too few episodes (:func:`too_few_episodes`, from the sides' ``counts``) is marked
+    ``few`` and passes as not judged."""
     out = {}
     for key in GROUND_KEYS:
         a, b = (float("nan") if x is None else float(x) for x in (port[key], box2d[key]))  # JSON null
-        if np.isnan(a) and np.isnan(b):
-            out[key] = {"port": a, "box2d": b, "relative_difference": float("nan"), "pass": True}
+        few = too_few_episodes(key, port.get("counts", {}), box2d.get("counts", {}))
+        if (np.isnan(a) and np.isnan(b)) or few:
+            out[key] = {"port": a, "box2d": b, "relative_difference": float("nan"), "pass": True, "few": few}
             continue
         diff = abs(a - b)
         rel = diff / abs(b) if b != 0 else (0.0 if a == 0 else float("inf"))
         ok = bool(rel <= tolerance or diff <= ABSOLUTE_FLOOR[key])
-        out[key] = {"port": a, "box2d": b, "relative_difference": rel, "pass": ok}
+        out[key] = {"port": a, "box2d": b, "relative_difference": rel, "pass": ok, "few": False}
     return out
 
 
