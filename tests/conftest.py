@@ -39,12 +39,18 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def reproduced(tmp_path_factory):
+def reproduced(request, tmp_path_factory):
     """The folder of one ``jaxq reproduce --size tiny`` (``<study>/summary.json``, ``curves.npz``, the
-    figure, ``report.md``, ``report.json``): every study at the size the study tests check. Read only;
-    a test that writes copies what it needs."""
+    figure, ``report.md``, ``report.json``): the studies at the size the study tests check. Read only;
+    a test that writes copies what it needs.
+
+    Every study runs when a collected reader's module names none (the reproduce test); otherwise only
+    those its readers' modules list in ``READS``, so one study file run alone runs its own studies."""
     from jaxq.cli import main
 
+    modules = {item.module for item in request.session.items if "reproduced" in getattr(item, "fixturenames", ())}
+    reads = [getattr(module, "READS", None) for module in modules]
+    only = [] if None in reads else ["--only", *sorted({name for names in reads for name in names})]
     out = tmp_path_factory.mktemp("reproduce")
-    assert main(["reproduce", "--size", "tiny", "--out", str(out)]) == 0
+    assert main(["reproduce", "--size", "tiny", "--out", str(out), *only]) == 0
     return out

@@ -8,6 +8,9 @@ import pytest
 from jaxq.studies import chain_depth, discount_sweep, per_state_bias, td_gallery, verdicts
 from jaxq.td import Bootstrap
 
+# the studies of the `reproduced` folder (tests/conftest.py) these tests read
+READS = ("chain_depth", "per_state_bias", "discount_sweep", "td_gallery")
+
 
 def load(out):
     assert {p.name for p in out.iterdir()} == {"summary.json", "curves.npz", "figure.png"}
@@ -22,7 +25,7 @@ def load(out):
 @pytest.fixture(scope="module")
 def outputs(reproduced):
     """Studies 4, 5, 7 and 8 as ``jaxq reproduce --size tiny`` wrote them."""
-    return {name: load(reproduced / name) for name in ("chain_depth", "per_state_bias", "discount_sweep", "td_gallery")}
+    return {name: load(reproduced / name) for name in READS}
 
 
 # -- helpers ------------------------------------------------------------------------------------------

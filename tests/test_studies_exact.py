@@ -7,6 +7,9 @@ import pytest
 
 from jaxq.studies import bellman_backups, tabular_q, vi_contraction
 
+# the studies of the `reproduced` folder (tests/conftest.py) these tests read
+READS = ("vi_contraction", "bellman_backups")
+
 
 @pytest.fixture(scope="module")
 def outputs(reproduced):

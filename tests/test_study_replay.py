@@ -10,6 +10,9 @@ import pytest
 from jaxq.studies.replay import (CLAIMS, METHODS, censored_steps, judge, median_ci, paired_ratio, resized, run,
                                  second_half_variance, size_of)
 
+# the studies of the `reproduced` folder (tests/conftest.py) these tests read
+READS = ("replay",)
+
 NAN = np.nan
 
 
