@@ -6,7 +6,9 @@ stored with the harness, see :mod:`.pilots`):
 * N episodes on each side: Box2D ``reset(seed=i)`` for i < N in a plain loop; the port, N vmapped
   lanes with independent keys. The port must match Box2D: mean return within
   ``max(10, 2.5 x combined s.e.)``, landing and crash rates within 3 points, and every on-ground
-  statistic (:mod:`.ground`) within 20 %. The built-in pilots are also held to the spec's values.
+  statistic (:mod:`.ground`) within 20 % (a mean over the steps of a situation only when at least
+  :data:`.ground.MIN_EPISODES` episodes of each side contain it). The built-in pilots are also held
+  to the spec's values.
 * Paired replays: each Box2D episode replayed in the port from Box2D's post-reset state, with the
   same engine noise and, for the random and no-op policies, the same actions (the other pilots fly
   closed loop on the port's own observations). Any difference then comes from the physics, which
