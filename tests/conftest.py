@@ -25,6 +25,10 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.1")
 
 
+def _reads_reproduced(item: pytest.Item) -> bool:
+    return "reproduced" in getattr(item, "fixturenames", ())
+
+
 def pytest_collection_modifyitems(items):
     """Test files that read the ``reproduced`` folder first, then files with a test marked ``slow``,
     each file's tests together and in their order (fixtures are made once per worker).
@@ -33,7 +37,7 @@ def pytest_collection_modifyitems(items):
     worker takes pending tests from the *end* of a busy one's queue: the readers of ``reproduced``
     stay on one worker, which runs the studies once, and long tests started early leave no worker
     running one alone at the end."""
-    readers = {item.path for item in items if "reproduced" in getattr(item, "fixturenames", ())}
+    readers = {item.path for item in items if _reads_reproduced(item)}
     heavy = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: (item.path not in readers, item.path not in heavy))
 
@@ -48,7 +52,7 @@ def reproduced(request, tmp_path_factory):
     those its readers' modules list in ``READS``, so one study file run alone runs its own studies."""
     from jaxq.cli import main
 
-    modules = {item.module for item in request.session.items if "reproduced" in getattr(item, "fixturenames", ())}
+    modules = {item.module for item in request.session.items if _reads_reproduced(item)}
     reads = [getattr(module, "READS", None) for module in modules]
     only = [] if None in reads else ["--only", *sorted({name for names in reads for name in names})]
     out = tmp_path_factory.mktemp("reproduce")
