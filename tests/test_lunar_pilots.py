@@ -140,6 +140,26 @@ def test_parting_finds_the_first_step_that_differs():
     assert out["parted_on_ground"] == pytest.approx(0.5)
 
 
+def test_touchdown_compares_the_step_after_the_first_contact():
+    steps, n = 5, 4
+    a = np.zeros((steps, n, 8), np.float32)
+    a[:, :, 3] = -1.5 + 0.1 * np.arange(steps)[:, None]  # v_y entry: +0.1 a step in the port
+    b = a.copy()
+    alive = np.ones((steps, n), bool)
+    a[1:, :, 6] = b[1:, :, 6] = 1.0  # every episode touches down after step 2 on both sides ...
+    b[2, 0, 3] += 0.5  # ... and Box2D's hull answers +0.6 in episode 0, +0.1 elsewhere
+    b[1:, 1, 6] = 0.0
+    b[2:, 1, 7] = 1.0  # episode 1: Box2D touches down a step later: not compared
+    b_alive = alive.copy()
+    b_alive[2:, 2] = False  # episode 2: Box2D's run ends with the touchdown step: not compared
+    out = ground.touchdown(a, alive, b, b_alive)
+    assert out["touchdown_episodes"] == 2
+    assert out["touchdown_dvy_port"] == pytest.approx(0.1)
+    assert out["touchdown_dvy_box2d"] == pytest.approx((0.6 + 0.1) / 2)
+    none = ground.touchdown(a[:, 1:2], alive[:, 1:2], b[:, 1:2], alive[:, 1:2])
+    assert none["touchdown_episodes"] == 0 and np.isnan(none["touchdown_dvy_port"])
+
+
 def test_contact_events_follow_the_listener():
     """A leg sliding from edge 4 onto edge 5 gets a begin (edge 5) and then, when it leaves edge 4,
     an end: its flag drops while it still touches edge 5, as Box2D's listener does."""

@@ -521,7 +521,9 @@ def compare_setup(ref: ModuleType, setup: Setup, n: int, variants: bool) -> tupl
     ground_rows = ground.compare_ground(port_ground, box2d_ground)
     parted = ground.parting(paired["observations"], paired["alive"], box2d_trace["next_obs"],
                             box2d_trace["alive"])
-    pair = {**paired_stats(paired, box2d), **{k: v for k, v in parted.items() if k != "steps"}}
+    pair = {**paired_stats(paired, box2d), **{k: v for k, v in parted.items() if k != "steps"},
+            **ground.touchdown(paired["observations"], paired["alive"], box2d_trace["next_obs"],
+                               box2d_trace["alive"])}
     parity = check_parity(port_stats, box2d_stats)
     raw = {"port_returns": port["returns"], "port_lengths": port["lengths"],
            "port_outcomes": port["outcomes"], "box2d_returns": box2d.returns,
