@@ -177,7 +177,7 @@ def touchdown(port_obs: np.ndarray, port_alive: np.ndarray, box2d_obs: np.ndarra
     (``obs[3] = (H/100) v_y``) over step ``k + 1``, the step in which the ground first pushes
     back, per side. A leg that reaches the ground within a step is stopped on its own by Box2D's
     time-of-impact sub-step, which the port approximates by turning the leg about its joint; this
-    is where that approximation shows. NaN means when no episode qualifies.
+    is where that approximation shows. The means are NaN when no episode qualifies.
     """
     steps = min(len(port_obs), len(box2d_obs))
     a, b = port_obs[:steps], box2d_obs[:steps]
