@@ -28,8 +28,8 @@ ABSOLUTE_FLOOR = {"both_legs": 0.005, "one_leg": 0.005, "right_leg_alone": 0.005
 # Means over the steps of a situation (the speed with both legs down, the tilt after a side engine
 # fired with both legs down) are judged only when at least MIN_EPISODES episodes of each side contain
 # such a step: steps of one episode are strongly correlated, so a mean from a handful of episodes
-# (one lander sliding off the pad for hundreds of steps) says nothing about the physics. Below that, both values are
-# reported and the statistic is not judged.
+# (one lander sliding off the pad for hundreds of steps) says nothing about the physics. Below that,
+# both values are reported and the statistic is not judged.
 CONDITIONED_ON = {"landed_speed": "both_legs", "tilt_right_engine": "right_engine_on_ground",
                   "tilt_left_engine": "left_engine_on_ground"}
 MIN_EPISODES = 20
