@@ -19,6 +19,7 @@ from jaxq.envs import env_step
 from jaxq.envs import lunar_lander as LL
 from jaxq.envs.lunar_lander import constants as C
 from jaxq.envs.lunar_lander import env as E
+from jaxq.envs.lunar_lander import physics
 from jaxq.envs.lunar_lander import terrain
 
 PAD_Y = 0.99 * C.HELIPAD_Y  # the pad's surface: the 0.33 smoothing of three pad heights
@@ -416,6 +417,33 @@ def test_contact_flags_lag_one_step(rollout):
     flags = obs[:, 0, 6:]
     # Step 1 ends inside the contact distance; the flags appear only after step 2.
     assert flags[0].tolist() == [0.0, 0.0] and flags[1].tolist() == [1.0, 1.0]
+
+
+def _lowest_leg_points(state) -> np.ndarray:
+    """Per leg, the height of its lowest core vertex above the pad, in the pinned pose."""
+    b = {k: np.asarray(v) for k, v in E.body_poses(state).items()}
+    return np.array([np.min(b["origin"][k, 1] + np.sin(b["angle"][k]) * C.LEG_BOX[:, 0]
+                            + np.cos(b["angle"][k]) * C.LEG_BOX[:, 1]) for k in (1, 2)]) - PAD_Y
+
+
+def test_a_leg_stopped_within_a_step_opens_its_joint_for_one_step(discrete, trans):
+    """Feet 0.05 m above the pad at 5 m/s would end the step about 0.05 m inside it. Box2D's
+    time-of-impact sub-step stops each leg on its own, reports the contact in that step and lets
+    the hull move on (the joint opens); the port keeps the pinned pose and records each leg's
+    shortfall ``TOI_DISTANCE - s_end`` along the pad's normal as its joint gap. The next step's
+    push-out starts from the pinned pose and closes the gap."""
+    _, params = discrete
+    state = LL.state_from_bodies(params, terrain_heights=flat_heights(), joint_impulses=SETTLED_IMPULSES,
+                                 **drop(5.0, gap=0.05))
+    obs, state, *_ = trans(state, 0, jnp.zeros(2), params)
+    gap, low = np.asarray(state.mech.gap), _lowest_leg_points(state)
+    assert np.asarray(obs[6:]).tolist() == [1.0, 1.0]
+    assert np.all(low < -0.04)  # the pinned legs ended inside the pad
+    np.testing.assert_allclose(gap[0], 0.0, atol=1e-6)  # straight up, along the flat pad's normal
+    np.testing.assert_allclose(gap[1], physics.TOI_DISTANCE - low, atol=2e-4)
+    obs, state, *_ = trans(state, 0, jnp.zeros(2), params)
+    assert np.all(np.asarray(state.mech.gap) == 0.0) and np.all(_lowest_leg_points(state) > 0.0)
+    assert np.asarray(obs[6:]).tolist() == [1.0, 1.0]
 
 
 @pytest.mark.slow

@@ -141,7 +141,7 @@ def test_parting_finds_the_first_step_that_differs():
 
 
 def test_touchdown_compares_the_step_after_the_first_contact():
-    steps, n = 5, 4
+    steps, n = 5, 5
     a = np.zeros((steps, n, 8), np.float32)
     a[:, :, 3] = -1.5 + 0.1 * np.arange(steps)[:, None]  # v_y entry: +0.1 a step in the port
     b = a.copy()
@@ -152,6 +152,8 @@ def test_touchdown_compares_the_step_after_the_first_contact():
     b[2:, 1, 7] = 1.0  # episode 1: Box2D touches down a step later: not compared
     b_alive = alive.copy()
     b_alive[2:, 2] = False  # episode 2: Box2D's run ends with the touchdown step: not compared
+    b_alive[3:, 3] = False  # episode 3: it ends with the next step (the hull stopped dead) ...
+    b[2, 3, 3] = 0.0  # ... whose velocity is the crash's, not the legs': not compared
     out = ground.touchdown(a, alive, b, b_alive)
     assert out["touchdown_episodes"] == 2
     assert out["touchdown_dvy_port"] == pytest.approx(0.1)

@@ -339,6 +339,7 @@ def _mechanism(position: jax.Array, velocity: jax.Array, params: EnvParams,
         features=jnp.full((4,), -1.0, jnp.float32),
         edges=jnp.full((2, 5), -1.0, jnp.float32),
         calm_steps=jnp.zeros((3,), jnp.int32),
+        gap=jnp.zeros((2, 2), jnp.float32),
     )
 
 

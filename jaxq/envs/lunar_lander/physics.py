@@ -20,12 +20,15 @@ are solved as the original solves them, body by body:
    with early exit; linearised in the reduced coordinates), and the joint-limit correction;
 4. continuous collision: the original stops a body that would pass closer than ``TOI_DISTANCE``
    (0.005 m, core to ground) within a step at its time of impact, on its own (joints are not part
-   of that sub-step), and reports the contact in that step. Here the nearest points of each leg up
-   to ``SPECULATIVE_MARGIN`` away are tracked; one that would end the step closer than
-   ``TOI_DISTANCE`` is put back at that distance by turning its leg about the joint, and its
-   approach speed is taken out of that joint's rate (the hull keeps moving, as in the original).
-   A leg or the hull ending the step within ``TOI_DISTANCE`` (plus the engine's tolerance)
-   reports contact in this step;
+   of that sub-step), and reports the contact in that step: a leg stays there while the hull moves
+   on, so its joint opens, and the next step starts from that pose (its contacts are those of the
+   stopped leg) and closes the joint in its position correction. Here the nearest points of each
+   leg up to ``SPECULATIVE_MARGIN`` away are tracked; a leg whose point would end the step closer
+   than ``TOI_DISTANCE`` keeps the pinned pose but records the shortfall along the contact normal
+   as its joint gap (``Mechanism.gap``); the next step finds its contacts on the leg offset by the
+   gap, and its push-out (3.) starts from the pinned pose, closing the gap as the original's joint
+   and contact corrections do together. A leg or the hull ending the step within ``TOI_DISTANCE``
+   (plus the engine's tolerance) reports contact in this step;
 5. contact events: a leg's contact with an edge begins when it touches an edge it did not touch
    after the last step and ends when it no longer touches one it did (:func:`contact_events`);
 6. sleep: a body is calm when its own velocity after the velocity solve has ``|v| <= 0.01`` m/s
@@ -68,7 +71,6 @@ TOI_TOLERANCE = 0.25 * C.LINEAR_SLOP
 # Leg points this close (m) are tracked for continuous collision: enough for an approach of
 # 20 m/s, and small enough that a leg plus twice the margin spans at most two edges.
 SPECULATIVE_MARGIN = 0.4
-_MIN_LEVER = 0.05  # m: a point whose normal passes this close to the joint is not turned out
 _FOLD_SIGN = flight.FOLD_SIGN  # fold angle f = -i q
 
 
@@ -82,6 +84,9 @@ class Mechanism:
         impulses: ``[10]`` constraint impulses of the last step (joint rows, contact normals,
             contact frictions), the starting point of the next solve.
         calm_steps: ``[3]`` int32, consecutive calm steps of hull, legs[0], legs[1].
+        gap: ``[2 xy, 2 legs]`` how far each leg body sits from the pose its joint pins it to:
+            nonzero only after a step in which continuous collision stopped the leg (see the
+            module docstring, 4.), zero again after the next step.
     """
 
     position: jax.Array
@@ -90,6 +95,7 @@ class Mechanism:
     features: jax.Array
     edges: jax.Array
     calm_steps: jax.Array
+    gap: jax.Array
 
 
 class SolverConfig(NamedTuple):
@@ -223,30 +229,26 @@ def _limit_correction(fold: jax.Array, at_ext: jax.Array, at_fold: jax.Array) ->
     return new, err <= C.ANGULAR_SLOP
 
 
-def _time_of_impact(normals: Rows, slots: collision.Manifold, position: jax.Array, u: jax.Array):
-    """Stop legs that would end the step closer than ``TOI_DISTANCE`` to the ground.
+def _time_of_impact(normals: Rows, slots: collision.Manifold, separation: jax.Array,
+                    u: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The joint gaps of legs that would end the step closer than ``TOI_DISTANCE`` to the ground.
 
-    For the approaching (not yet touching) points, the end-of-step separation is predicted to first
-    order, ``s + dt v_n``; the deepest offender of each leg is turned out by
-    ``dq = (TOI_DISTANCE - s_end) / l`` about the joint, with ``l = cross(x - P, n)`` its lever,
-    and the joint rate loses ``v_n / l``, so the point neither penetrates nor approaches further.
-    Returns the new position and velocity and, per leg, whether it was stopped (a contact event).
+    For the approaching (not yet touching) points, the end-of-step separation of the pinned pose
+    is predicted to first order, ``s_end = s + dt v_n``; the deepest offender of each leg, with
+    shortfall ``d = TOI_DISTANCE - s_end > 0`` and contact normal ``n``, leaves its leg at
+    ``d n`` from the pinned pose, where the original's time-of-impact sub-step stops it. Returns the
+    gaps ``[2 xy, 2 legs]`` and, per leg, whether it was stopped (a contact event).
     """
     approaching = slots.valid & ~slots.touch
     vn = normals.apply(u)
-    s_end = slots.separation + C.DT * vn
+    s_end = separation + C.DT * vn
     deficit = jnp.where(approaching, TOI_DISTANCE - s_end, 0.0)  # > 0: would end too close
-    lever = normals.joint
-    usable = (deficit > 0) & (jnp.abs(lever) > _MIN_LEVER)
-    safe = jnp.where(usable, lever, 1.0)
-    dq = jnp.where(usable, deficit / safe, 0.0)
-    dqd = jnp.where(usable, -jnp.minimum(vn, 0.0) / safe, 0.0)
-    # Per leg (slots 2k, 2k + 1), act on the point that needs the larger turn.
-    first = jnp.abs(dq[0::2]) >= jnp.abs(dq[1::2])
-    dq_leg = jnp.where(first, dq[0::2], dq[1::2])
-    dqd_leg = jnp.where(first, dqd[0::2], dqd[1::2])
+    usable = deficit > 0
+    first = deficit[0::2] >= deficit[1::2]
     hit = jnp.stack([usable[0] | usable[1], usable[2] | usable[3]])
-    return position.at[3:].add(dq_leg), u.at[3:].add(dqd_leg), hit
+    shortfall = jnp.where(hit, jnp.where(first, deficit[0::2], deficit[1::2]), 0.0)
+    normal = jnp.where(first[None], slots.normal[:, 0::2], slots.normal[:, 1::2])
+    return shortfall[None] * normal, hit
 
 
 def close_to_ground(heights: jax.Array, p: K.Pose) -> tuple[jax.Array, jax.Array]:
@@ -349,7 +351,7 @@ def swept_velocities(p: K.Pose, mech: Mechanism, slots: collision.Manifold, hull
             start_vel[1, 0] + hull_impulse[1] / C.LANDER_MASS + g,
             start_ang[0] + hull_impulse[2] / C.LANDER_INERTIA)
     legs = [(start_vel[0, k + 1], start_vel[1, k + 1] + g, start_ang[k + 1]) for k in range(2)]
-    r = slots.point - jnp.repeat(p.leg_com, 2, axis=1)
+    r = slots.point - jnp.repeat(p.leg_com + mech.gap, 2, axis=1)  # from the leg bodies where they are
     manifolds = tuple(impulses.manifold_constants(r[:, 2 * k:2 * k + 2], slots.normal[:, 2 * k:2 * k + 2],
                                                   slots.touch[2 * k:2 * k + 2], k) for k in range(2))
     old = mech.impulses[8:].reshape((4, 2) + mech.impulses.shape[1:])
@@ -394,10 +396,11 @@ class Stage(NamedTuple):
 
 def begin_step(mech: Mechanism, heights: jax.Array, hull_impulse: jax.Array, forces: StepForces,
                config: SolverConfig) -> Stage:
-    """Contacts on the poses at the start of the step, and the velocity solve off the ground
+    """Contacts on the poses at the start of the step (legs offset by their joint gaps), and the
+    velocity solve off the ground
     (:func:`flight_velocities`); lanes near the ground replace it by :func:`swept_velocities`."""
     p = K.pose(mech.position)
-    slots, touched, hull_touch = contacts(heights, p)
+    slots, touched, hull_touch = contacts(heights, p._replace(leg_com=p.leg_com + mech.gap))
     minv = solve_arrow_inverse(K.mass_matrix(p))
     solved = flight_velocities(p, minv, mech, hull_impulse, forces, config)
     return Stage(p, slots, touched, hull_touch, minv, solved)
@@ -411,16 +414,18 @@ def finish_step(stage: Stage, mech: Mechanism, heights: jax.Array,
     fold = K.expand(_FOLD_SIGN, mech.position, 1) * mech.position[3:]
     u_new = _cap(stage.solved.u)
 
-    # Positions, then push-out of overlapping contacts (separations predicted to first order).
+    # Positions, then push-out of overlapping contacts (separations of the pinned pose, where the
+    # contacts were found on legs offset by their gaps, predicted to first order).
     position = mech.position + C.DT * u_new
     normals = normal_rows(p, slots)
     jn = normals.masked(slots.touch.astype(jnp.float32))
     minv_jn = jn.through(minv)  # [5, 4]
-    sep = slots.separation - C.CONTACT_DISTANCE + C.DT * jn.apply(u_new)
+    rigid_sep = slots.separation - K.dot2(slots.normal, jnp.repeat(mech.gap, 2, axis=1))
+    sep = rigid_sep - C.CONTACT_DISTANCE + C.DT * jn.apply(u_new)
     w = jnp.stack([jn.apply(minv_jn[:, b]) for b in range(N_SLOTS)], 1)  # [4, 4]
     push, contacts_ok = _push_out(w, sep, slots.touch, config.position_iterations)
     position = position + K.matvec(minv_jn, push)
-    position, u_new, leg_hit = _time_of_impact(normals, slots, position, u_new)
+    gap, leg_hit = _time_of_impact(normals, slots, rigid_sep, u_new)
     sign = K.expand(_FOLD_SIGN, position, 1)
     new_fold, joints_ok = _limit_correction(sign * position[3:], fold <= C.LEG_EXTENDED, fold >= C.LEG_FOLDED)
     position = jnp.concatenate([position[:3], sign * new_fold])
@@ -438,7 +443,7 @@ def finish_step(stage: Stage, mech: Mechanism, heights: jax.Array,
 
     features = jnp.where(slots.touch, slots.feature, -1.0)
     new = Mechanism(position=position, velocity=u_new, impulses=stage.solved.impulses, features=features,
-                    edges=after, calm_steps=calm_steps)
+                    edges=after, calm_steps=calm_steps, gap=gap)
     return new, StepResult(begin, end, stage.hull_touch | hull_close, asleep)
 
 

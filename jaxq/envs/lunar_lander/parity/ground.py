@@ -173,11 +173,13 @@ def touchdown(port_obs: np.ndarray, port_alive: np.ndarray, box2d_obs: np.ndarra
     """How the hull answers its first touchdown in paired runs (arrays as in :func:`parting`).
 
     Over the episodes in which both runs first report a leg on the ground after the same step
-    ``k`` and both still go after step ``k + 1``: the mean change of the vertical-velocity entry
+    ``k`` and both go on after step ``k + 1``: the mean change of the vertical-velocity entry
     (``obs[3] = (H/100) v_y``) over step ``k + 1``, the step in which the ground first pushes
     back, per side. A leg that reaches the ground within a step is stopped on its own by Box2D's
-    time-of-impact sub-step, which the port approximates by turning the leg about its joint; this
-    is where that approximation shows. The means are NaN when no episode qualifies.
+    time-of-impact sub-step (the port's joint gap); this is where its handling shows. Episodes
+    whose step ``k + 1`` is their last are left out: there the hull itself reaches the ground,
+    and Box2D's sub-step stops it dead in a step whose reward is the crash's -100 whatever the
+    velocity, so it says nothing about the legs. The means are NaN when no episode qualifies.
     """
     steps = min(len(port_obs), len(box2d_obs))
     a, b = port_obs[:steps], box2d_obs[:steps]
@@ -186,8 +188,9 @@ def touchdown(port_obs: np.ndarray, port_alive: np.ndarray, box2d_obs: np.ndarra
     first = down_a.argmax(0)
     idx = np.arange(a.shape[1])
     after = np.minimum(first + 1, steps - 1)
-    usable = (down_a.any(0) & down_b.any(0) & (first == down_b.argmax(0)) & (first + 1 < steps)
-              & port_alive[after, idx] & box2d_alive[after, idx])
+    beyond = np.minimum(first + 2, steps - 1)
+    usable = (down_a.any(0) & down_b.any(0) & (first == down_b.argmax(0)) & (first + 2 < steps)
+              & port_alive[beyond, idx] & box2d_alive[beyond, idx])
     change = {side: x[after, idx, 3] - x[first, idx, 3] for side, x in (("port", a), ("box2d", b))}
     mean = {side: float(v[usable].mean()) if usable.any() else float("nan") for side, v in change.items()}
     return {"touchdown_episodes": int(usable.sum()), "touchdown_dvy_port": mean["port"],
