@@ -55,10 +55,11 @@ def lander_bodies(x: float, y: float, angle: float, v: tuple[float, float], omeg
                 velocity=vel.astype(np.float32), angular_velocity=np.full(3, omega, np.float32))
 
 
-def lowest_point(bodies) -> float:
-    """Lowest core vertex of hull and legs."""
+def lowest_point(bodies, which=(0, 1, 2)) -> float:
+    """Lowest core vertex of the bodies ``which`` (0 hull, 1 and 2 the legs) of ``bodies`` (a dict
+    with ``origin`` and ``angle``, as :func:`lander_bodies` or ``body_poses`` give)."""
     ys = []
-    for b in range(3):
+    for b in which:
         local = C.LANDER_POLY if b == 0 else C.LEG_BOX
         a = float(bodies["angle"][b])
         ys += list(bodies["origin"][b, 1] + np.sin(a) * local[:, 0] + np.cos(a) * local[:, 1])
@@ -421,9 +422,8 @@ def test_contact_flags_lag_one_step(rollout):
 
 def _lowest_leg_points(state) -> np.ndarray:
     """Per leg, the height of its lowest core vertex above the pad, in the pinned pose."""
-    b = {k: np.asarray(v) for k, v in E.body_poses(state).items()}
-    return np.array([np.min(b["origin"][k, 1] + np.sin(b["angle"][k]) * C.LEG_BOX[:, 0]
-                            + np.cos(b["angle"][k]) * C.LEG_BOX[:, 1]) for k in (1, 2)]) - PAD_Y
+    poses = {k: np.asarray(v) for k, v in E.body_poses(state).items()}
+    return np.array([lowest_point(poses, (k,)) for k in (1, 2)]) - PAD_Y
 
 
 def test_a_leg_stopped_within_a_step_opens_its_joint_for_one_step(discrete, trans):

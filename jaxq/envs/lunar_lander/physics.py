@@ -397,8 +397,8 @@ class Stage(NamedTuple):
 def begin_step(mech: Mechanism, heights: jax.Array, hull_impulse: jax.Array, forces: StepForces,
                config: SolverConfig) -> Stage:
     """Contacts on the poses at the start of the step (legs offset by their joint gaps), and the
-    velocity solve off the ground
-    (:func:`flight_velocities`); lanes near the ground replace it by :func:`swept_velocities`."""
+    velocity solve off the ground (:func:`flight_velocities`); lanes near the ground replace it by
+    :func:`swept_velocities`."""
     p = K.pose(mech.position)
     slots, touched, hull_touch = contacts(heights, p._replace(leg_com=p.leg_com + mech.gap))
     minv = solve_arrow_inverse(K.mass_matrix(p))
