@@ -52,7 +52,8 @@ buffer. On a shared 2-core CPU, CartPole's full size took 250-380 s per method f
 PERs, but 677 s for the annealed rule and 1319 s for ReaPER, which recompute every slot's leaf and
 rebuild the tree at every update (``O(N)``); LunarLander at 32 seeds x 5 x 10^4 steps took 381 s
 (uniform) to 1091 s (ReaPER) per method, about 2-3 minutes of it compiling, and its full size 3802 s
-(uniform) and 4303 s (annealed) of wall time, two methods side by side (about 10 minutes of each paused). ``--env``,
+(uniform), 4303 s (annealed), 3591 s (PER) and 9733 s (ReaPER) of wall time, two methods side by side
+with other jobs beside them and parts of each run paused. ``--env``,
 ``--method``, ``--seeds``, ``--steps``, ``--eval-every`` and ``--final-episodes`` run a part or a
 smaller size (the summary's setup then says ``below_issue_budget``); ``--reuse`` reads back methods
 a stopped run finished.
